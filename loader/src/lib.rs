@@ -1,0 +1,72 @@
+//! Berth: load, check and call native Rust plugins shipped as shared libraries.
+//!
+//! A [`Host`] discovers plugin manifests (TOML) under its plugin directories, refuses anything unsafe or
+//! incompatible with a typed error that names the file, the field and what to do, loads the rest, and hands
+//! out [`PluginHandle`]s that many threads call at once.
+//!
+//! ```
+//! use berth::{Host, HostConfig};
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! let config = HostConfig {
+//!     plugin_dirs: vec![dir.path().join("plugins")],
+//!     cache_dir: dir.path().join("cache"),
+//! };
+//! # std::fs::create_dir(&config.plugin_dirs[0]).unwrap();
+//! let host = Host::new(config)?;
+//! let report = host.load_all();
+//! for failure in &report.failures {
+//!     eprintln!("{failure}");
+//! }
+//! if let Ok(greeter) = host.plugin("greeter") {
+//!     let answer: String = greeter.call_json("greet", &serde_json::json!({ "name": "ops" }))?;
+//!     println!("{answer}");
+//! }
+//! # assert!(report.loaded.is_empty() && report.failures.is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The pipeline, one module per step: [`manifest`] -> `discover` -> `verify` (path containment, file type,
+//! ELF completeness and architecture, SHA-256, private copy) -> `load` (abi_stable header, plugin-api version,
+//! layout) -> `registry` (generations, lifecycle states, events). See `ARCHITECTURE.md`.
+//!
+//! # Known problems
+//! - A plugin runs in the host's process. Panics are contained (the plugin side catches them and the plugin
+//!   is marked failed), but an abort, a segfault or an endless loop inside a plugin is not: it takes the host
+//!   with it. Only run plugins you trust that far; a process boundary behind the same API is future work.
+//! - Nothing is ever unloaded: abi_stable leaks every library on purpose, since an object it handed out may
+//!   still be in use. Each distinct library loaded costs its mapped size for the life of the process.
+//! - Opening a library runs its initialisers before any ABI check can happen. The checks before opening
+//!   (format, architecture, completeness, hash) keep out damaged and foreign files, not hostile ones.
+//!
+//! # Platform-specific behaviour
+//! - Linux: libraries are ELF shared objects; the format checks read the ELF and program headers. This is
+//!   the only platform the project's CI runs.
+//! - macOS: `.dylib` (Mach-O). The private copy keeps the library's code signature; a library whose
+//!   signature the OS rejects fails at open with the loader's message. Not run by CI.
+//! - Windows: `.dll` (PE). A loaded DLL is locked by the OS; Berth always loads its private copy, so the
+//!   installed file stays replaceable. Not run by CI.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+mod discover;
+pub mod error;
+mod host;
+mod load;
+mod logbridge;
+pub mod manifest;
+mod registry;
+mod verify;
+
+pub use berth_plugin_api::{ext, ErrorKind, HealthStatus, Interface};
+pub use config::{HostConfig, PLUGIN_PATH_ENV};
+pub use error::{CallError, HostError, LoadError, LoadFailure, ManifestError};
+pub use host::{inspect_library, Host, LoadReport};
+pub use load::LibraryInfo;
+pub use manifest::{Manifest, PluginName};
+pub use registry::{Event, Health, PluginHandle, PluginState, PluginStatus};
+
+/// The berth-plugin-api version this host is built against.
+pub const HOST_API_VERSION: &str = berth_plugin_api::API_VERSION;

@@ -1,0 +1,58 @@
+//! The host's side of the logging bridge: each plugin instance gets a [`HostLogger`] that turns the plugin's
+//! `tracing` events into events of the host's subscriber, target `berth::plugin`, with `plugin`, `version`
+//! and `generation` fields.
+#![forbid(unsafe_code)]
+
+use abi_stable::sabi_trait::TD_Opaque;
+use berth_plugin_api::abi::{HostContext, HostLogger, HostLogger_TO, LogLevel, LogRecord};
+use tracing::level_filters::LevelFilter;
+
+struct PluginLog {
+    plugin: String,
+    version: String,
+    generation: u64,
+}
+
+macro_rules! forward {
+    ($level:expr, $log:expr, $record:expr) => {
+        tracing::event!(
+            target: "berth::plugin",
+            $level,
+            plugin = %$log.plugin,
+            version = %$log.version,
+            generation = $log.generation,
+            module = %$record.target,
+            "{}{}{}",
+            $record.message,
+            if $record.fields.is_empty() { "" } else { " " },
+            $record.fields
+        )
+    };
+}
+
+impl HostLogger for PluginLog {
+    fn log(&self, record: LogRecord<'_>) {
+        match record.level {
+            LogLevel::Error => forward!(tracing::Level::ERROR, self, record),
+            LogLevel::Warn => forward!(tracing::Level::WARN, self, record),
+            LogLevel::Info => forward!(tracing::Level::INFO, self, record),
+            LogLevel::Debug => forward!(tracing::Level::DEBUG, self, record),
+            LogLevel::Trace => forward!(tracing::Level::TRACE, self, record),
+            LogLevel::Off => {}
+        }
+    }
+}
+
+/// The context handed to a new instance of `plugin` at `version`, generation `generation`.
+pub(crate) fn context(plugin: &str, version: &str, generation: u64) -> HostContext {
+    let max_level = match LevelFilter::current() {
+        LevelFilter::OFF => LogLevel::Off,
+        LevelFilter::ERROR => LogLevel::Error,
+        LevelFilter::WARN => LogLevel::Warn,
+        LevelFilter::INFO => LogLevel::Info,
+        LevelFilter::DEBUG => LogLevel::Debug,
+        _ => LogLevel::Trace,
+    };
+    let log = PluginLog { plugin: plugin.to_owned(), version: version.to_owned(), generation };
+    HostContext { plugin: plugin.into(), generation, max_level, logger: HostLogger_TO::from_value(log, TD_Opaque) }
+}

@@ -1,0 +1,270 @@
+//! `berth`: the operator's command-line tool. A thin binary over the `berth` library: the only code in the
+//! project that reads argv or prints.
+#![forbid(unsafe_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use berth::{CallError, Host, HostConfig, LoadFailure, LoadReport, PluginStatus, PLUGIN_PATH_ENV};
+use clap::{Parser, Subcommand};
+
+/// Load, check and call native Berth plugins.
+#[derive(Parser)]
+#[command(name = "berth", version, about, long_about = None)]
+struct Cli {
+    /// A plugin directory (repeatable). Overrides BERTH_PLUGIN_PATH and the config file.
+    #[arg(long = "plugin-dir", global = true, value_name = "DIR")]
+    plugin_dirs: Vec<PathBuf>,
+    /// A host configuration file (`plugin_dirs`, `cache_dir`).
+    #[arg(long, global = true, env = "BERTH_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where verified private copies of libraries are kept (mode 0700).
+    #[arg(long, global = true, env = "BERTH_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Log level of the host's own log on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, env = "BERTH_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load every plugin and show a status table.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load every plugin; print one line per failure and exit non-zero if anything failed.
+    Check {
+        /// Print abi_stable's full layout report under a layout failure.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Call METHOD of PLUGIN with INPUT (JSON; `-` reads standard input; default `{}`).
+    Call {
+        /// The plugin's name.
+        plugin: String,
+        /// The method.
+        method: String,
+        /// The input.
+        input: Option<String>,
+    },
+    /// Show everything known about a plugin (by name) or a library or manifest file (by path).
+    Info {
+        /// A plugin name, a library path or a manifest path.
+        target: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
+        .init();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("berth: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn host_config(cli: &Cli) -> Result<HostConfig, String> {
+    let mut config = match &cli.config {
+        Some(path) => HostConfig::from_file(path).map_err(|e| e.to_string())?,
+        None => HostConfig::default(),
+    };
+    // The file's directories win over the default, BERTH_PLUGIN_PATH over the file, flags over everything.
+    if let Some(paths) = std::env::var_os(PLUGIN_PATH_ENV).filter(|p| !p.is_empty()) {
+        config.plugin_dirs = std::env::split_paths(&paths).collect();
+    }
+    if !cli.plugin_dirs.is_empty() {
+        config.plugin_dirs = cli.plugin_dirs.clone();
+    }
+    if let Some(cache) = &cli.cache_dir {
+        config.cache_dir = cache.clone();
+    }
+    Ok(config)
+}
+
+fn run(cli: &Cli) -> Result<ExitCode, String> {
+    let config = host_config(cli)?;
+    if let Command::Info { target } = &cli.command {
+        let path = Path::new(target);
+        if path.is_file() && path.extension().is_none_or(|ext| ext != "toml") {
+            return inspect(path, &config.cache_dir);
+        }
+    }
+    let host = Host::new(config).map_err(|e| e.to_string())?;
+    let report = host.load_all();
+    match &cli.command {
+        Command::List { json } => list(&host, &report, *json),
+        Command::Check { verbose } => Ok(check(&host, &report, *verbose)),
+        Command::Call { plugin, method, input } => call(&host, plugin, method, input.as_deref()),
+        Command::Info { target } => info(&host, &report, target),
+    }
+}
+
+fn list(host: &Host, report: &LoadReport, json: bool) -> Result<ExitCode, String> {
+    let statuses = host.plugins();
+    if json {
+        let unnamed: Vec<_> = report
+            .failures
+            .iter()
+            .filter(|f| f.plugin.is_none())
+            .map(|f| serde_json::json!({ "manifest": f.manifest, "state": "failed", "reason": f.error.to_string() }))
+            .collect();
+        let out = serde_json::json!({ "host_api": berth::HOST_API_VERSION, "plugins": statuses, "unreadable": unnamed });
+        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![["NAME", "VERSION", "STATE", "GEN", "API", "DETAIL"].map(str::to_owned)];
+    for status in &statuses {
+        rows.push([
+            status.name.to_string(),
+            status.version.clone(),
+            status.state.to_string(),
+            status.generation.map_or("-".to_owned(), |g| g.to_string()),
+            status.library.as_ref().map_or("-".to_owned(), |l| l.api_version.clone()),
+            detail(status),
+        ]);
+    }
+    for failure in report.failures.iter().filter(|f| f.plugin.is_none()) {
+        rows.push(["-".into(), "-".into(), "failed".into(), "-".into(), "-".into(), failure.to_string()]);
+    }
+    print_table(&rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn detail(status: &PluginStatus) -> String {
+    match (&status.reason, &status.library) {
+        (Some(reason), _) => reason.clone(),
+        (None, Some(library)) => format!("{} ({}, {})", status.manifest.display(), library.profile, library.rustc),
+        (None, None) => status.manifest.display().to_string(),
+    }
+}
+
+fn print_table(rows: &[[String; 6]]) {
+    let mut widths = [0; 6];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let line: Vec<String> = row.iter().zip(widths).map(|(cell, width)| format!("{cell:width$}")).collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+fn check(host: &Host, report: &LoadReport, verbose: bool) -> ExitCode {
+    for failure in &report.failures {
+        println!("FAIL {failure}");
+        if verbose {
+            print_details(failure);
+        }
+    }
+    let total = host.plugins().len() + report.failures.iter().filter(|f| f.plugin.is_none()).count();
+    println!(
+        "{total} plugin(s) checked against plugin-api {}: {} loaded, {} disabled, {} failed",
+        berth::HOST_API_VERSION,
+        report.loaded.len(),
+        report.disabled.len(),
+        report.failures.len()
+    );
+    if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn print_details(failure: &LoadFailure) {
+    let details = failure.error.details();
+    if details != failure.error.to_string() {
+        for line in details.lines() {
+            println!("     {line}");
+        }
+    }
+}
+
+fn call(host: &Host, plugin: &str, method: &str, input: Option<&str>) -> Result<ExitCode, String> {
+    let input = match input {
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map_err(|e| format!("cannot read standard input: {e}"))?;
+            text
+        }
+        Some(text) => text.to_owned(),
+        None => "{}".to_owned(),
+    };
+    serde_json::from_str::<serde_json::Value>(&input).map_err(|e| format!("INPUT is not JSON: {e}"))?;
+    let handle = host.plugin(plugin).map_err(|e| e.to_string())?;
+    match handle.call(method, input.as_bytes()) {
+        Ok(output) => {
+            match String::from_utf8(output) {
+                Ok(text) => println!("{text}"),
+                Err(bytes) => println!("{}", hex_dump(bytes.as_bytes())),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error @ CallError::NotActive { .. }) | Err(error) => Err(error.to_string()),
+    }
+}
+
+fn hex_dump(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn info(host: &Host, report: &LoadReport, target: &str) -> Result<ExitCode, String> {
+    let path = Path::new(target);
+    let by_manifest = |status: &&PluginStatus| path.is_file() && same_file(&status.manifest, path);
+    let statuses = host.plugins();
+    let Some(status) = statuses.iter().find(|s| s.name.as_str() == target).or_else(|| statuses.iter().find(by_manifest)) else {
+        if let Some(failure) = report.failures.iter().find(|f| same_file(&f.manifest, path)) {
+            println!("manifest: {}\nstate:    failed\nreason:   {}", failure.manifest.display(), failure.error);
+            return Ok(ExitCode::FAILURE);
+        }
+        return Err(format!("no plugin named {target:?} and no such library or manifest; `berth list` shows the plugins"));
+    };
+    println!("name:       {}", status.name);
+    println!("version:    {}", status.version);
+    println!("state:      {}", status.state);
+    println!("manifest:   {}", status.manifest.display());
+    if let Some(reason) = &status.reason {
+        println!("reason:     {reason}");
+    }
+    if let (Some(generation), Some(library), Some(sha256)) = (status.generation, &status.library, &status.sha256) {
+        println!("generation: {generation}");
+        println!("sha256:     {sha256}");
+        print_library(library);
+        if let Ok(health) = host.plugin(target).and_then(|h| h.health()) {
+            let detail = if health.detail.is_empty() { String::new() } else { format!(" ({})", health.detail) };
+            println!("health:     {:?}{detail}", health.status);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(path: &Path, cache_dir: &Path) -> Result<ExitCode, String> {
+    let library = berth::inspect_library(path, cache_dir).map_err(|e| e.to_string())?;
+    println!("file:       {}", path.display());
+    println!("name:       {}", library.name);
+    println!("version:    {}", library.version);
+    print_library(&library);
+    println!("host api:   {} ({})", berth::HOST_API_VERSION, "compatible: the version and layout checks passed");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_library(library: &berth::LibraryInfo) {
+    println!("api:        berth-plugin-api {}", library.api_version);
+    println!("built by:   {} for {} ({})", library.rustc, library.target, library.profile);
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}

@@ -1,0 +1,337 @@
+//! The manifest: the TOML file ops edit to describe one plugin. Parsing and validation are one step: every
+//! field is decoded into a type that can only hold a valid value (a [`PluginName`], a semver `Version`, a
+//! relative library path...), so any refusal comes from the TOML decoder with the line and column of the
+//! offending span. Unknown keys are refused.
+//!
+//! ```toml
+//! name = "webhook-signer"          # unique id: lowercase letters, digits, '-'
+//! version = "1.4.2"                # the plugin's own semver, as its library reports it
+//! api = "^1.1"                     # requirement on the host's berth-plugin-api version
+//! enabled = true                   # optional, default true
+//! description = "Signs webhooks"   # optional
+//! [library]                        # per platform, relative to this manifest's directory
+//! linux = "libwebhook_signer.so"
+//! macos = { path = "libwebhook_signer.dylib", sha256 = "<64 hex digits>" }
+//! [dependencies]                   # other plugins that must be loaded first
+//! text-filters = ">=1.2, <2"
+//! [config]                         # handed to the plugin's create, as JSON
+//! secret_env = "WEBHOOK_SECRET"
+//! ```
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use semver::{Version, VersionReq};
+use serde::{de, Deserialize, Deserializer};
+
+use crate::error::{LoadError, ManifestError};
+
+/// A plugin's name: 1 to 64 characters of lowercase ASCII letters, digits and '-', starting with a letter or
+/// digit. It is the plugin crate's Cargo package name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct PluginName(String);
+
+impl PluginName {
+    /// Checks `name` against the rule above.
+    pub fn new(name: &str) -> Result<Self, String> {
+        let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        if name.is_empty() || name.len() > 64 || name.starts_with('-') || !name.chars().all(valid_char) {
+            return Err(format!(
+                "invalid plugin name {name:?}: use 1 to 64 lowercase letters, digits and '-', starting with a letter or digit"
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PluginName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PluginName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        PluginName::new(&text).map_err(de::Error::custom)
+    }
+}
+
+/// A validated manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The manifest file.
+    pub path: PathBuf,
+    /// The plugin's name.
+    pub name: PluginName,
+    /// The plugin's version, as its library must report it.
+    pub version: Version,
+    /// What the plugin requires of the host's plugin-api version.
+    pub api: VersionReq,
+    /// `false` keeps the plugin registered but not loaded.
+    pub enabled: bool,
+    /// One line for people.
+    pub description: String,
+    /// The library per platform.
+    pub library: Libraries,
+    /// Other plugins that must be loaded, with version requirements.
+    pub dependencies: BTreeMap<PluginName, VersionReq>,
+    /// The `[config]` table, handed to the plugin.
+    pub config: toml::Table,
+}
+
+/// The `[library]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Libraries {
+    /// The Linux library (`.so`).
+    pub linux: Option<LibraryFile>,
+    /// The macOS library (`.dylib`).
+    pub macos: Option<LibraryFile>,
+    /// The Windows library (`.dll`).
+    pub windows: Option<LibraryFile>,
+}
+
+/// One platform's library: a path relative to the manifest's directory and, optionally, its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibraryFile {
+    /// Relative, without `..`: checked when the manifest is read.
+    pub path: String,
+    /// Lowercase hex, 64 digits.
+    pub sha256: Option<String>,
+}
+
+/// The platform key of `[library]` this host uses.
+pub const PLATFORM: &str = if cfg!(target_os = "windows") {
+    "windows"
+} else if cfg!(target_os = "macos") {
+    "macos"
+} else {
+    "linux"
+};
+
+impl Manifest {
+    /// Reads and validates the manifest at `path`.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
+        Manifest::parse(path, &text)
+    }
+
+    /// Validates manifest `text`; `path` is where it came from, for messages and for resolving the library.
+    pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
+        let raw: RawManifest = parse_toml(path, text)?;
+        Ok(Manifest {
+            path: path.to_owned(),
+            name: raw.name,
+            version: raw.version,
+            api: raw.api,
+            enabled: raw.enabled,
+            description: raw.description,
+            library: raw.library,
+            dependencies: raw.dependencies,
+            config: raw.config,
+        })
+    }
+
+    /// The directory the library path is relative to.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// This platform's `[library]` entry.
+    pub fn platform_library(&self) -> Result<&LibraryFile, LoadError> {
+        let entry = match PLATFORM {
+            "windows" => &self.library.windows,
+            "macos" => &self.library.macos,
+            _ => &self.library.linux,
+        };
+        entry.as_ref().ok_or(LoadError::NoLibraryForPlatform { platform: PLATFORM })
+    }
+
+    /// The `[config]` table as the JSON the plugin's `create` receives. TOML datetimes become RFC 3339 strings.
+    pub fn config_json(&self) -> String {
+        fn json(value: &toml::Value) -> serde_json::Value {
+            match value {
+                toml::Value::String(s) => s.clone().into(),
+                toml::Value::Integer(i) => (*i).into(),
+                toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into),
+                toml::Value::Boolean(b) => (*b).into(),
+                toml::Value::Datetime(d) => d.to_string().into(),
+                toml::Value::Array(items) => items.iter().map(json).collect(),
+                toml::Value::Table(table) => table.iter().map(|(k, v)| (k.clone(), json(v))).collect(),
+            }
+        }
+        json(&toml::Value::Table(self.config.clone())).to_string()
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    name: PluginName,
+    version: Version,
+    api: VersionReq,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    description: String,
+    library: Libraries,
+    #[serde(default)]
+    dependencies: BTreeMap<PluginName, VersionReq>,
+    #[serde(default)]
+    config: toml::Table,
+}
+
+impl<'de> Deserialize<'de> for LibraryFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            path: String,
+            sha256: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Path(String),
+            Table(Table),
+        }
+        let (path, sha256) = match Form::deserialize(deserializer)
+            .map_err(|_| de::Error::custom("expected a path string or a table `{ path = \"...\", sha256 = \"...\" }`"))?
+        {
+            Form::Path(path) => (path, None),
+            Form::Table(t) => (t.path, t.sha256),
+        };
+        check_relative(&path).map_err(de::Error::custom)?;
+        if let Some(digest) = &sha256 {
+            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                return Err(de::Error::custom(format!(
+                    "sha256 {digest:?} is not 64 lowercase hex digits; write the output of `sha256sum <library>`"
+                )));
+            }
+        }
+        Ok(LibraryFile { path, sha256 })
+    }
+}
+
+/// A library path must stay inside the manifest's directory: relative, and without `..`.
+fn check_relative(path: &str) -> Result<(), String> {
+    let has_drive = path.len() >= 2 && path.as_bytes()[1] == b':' && path.as_bytes()[0].is_ascii_alphabetic();
+    if path.is_empty() {
+        Err("the library path is empty".to_owned())
+    } else if path.starts_with('/') || path.starts_with('\\') || has_drive {
+        Err(format!("library path {path:?} is absolute; write it relative to the manifest's directory"))
+    } else if path.split(['/', '\\']).any(|part| part == "..") {
+        Err(format!("library path {path:?} leaves the manifest's directory through `..`; ship the library inside it"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Decodes TOML `text` into `T`, turning the decoder's error into a [`ManifestError::Invalid`] pointing at
+/// the offending span, with the key named and a caret under the value.
+pub(crate) fn parse_toml<T: de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ManifestError> {
+    toml::from_str(text).map_err(|error| {
+        let start = error.span().map_or(0, |span| span.start).min(text.len());
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let line_text = &text[line_start..line_end];
+        let line = text[..start].matches('\n').count() + 1;
+        let column = text[line_start..start].chars().count() + 1;
+        let width = error.span().map_or(1, |span| text[start..span.end.clamp(start, line_end)].chars().count().max(1));
+        let snippet = format!("{line:>4} | {line_text}\n     | {}{}", " ".repeat(column - 1), "^".repeat(width));
+        let mut message = error.message().trim().replace('\n', " ");
+        // When the span is a value, name its key: `version: unexpected character...`.
+        if let Some((key, _)) = line_text.split_once('=') {
+            if key.len() < column - 1 && !message.contains("unknown field") {
+                message = format!("`{}`: {message}", key.trim());
+            }
+        }
+        ManifestError::Invalid { path: path.to_owned(), line, column, message, snippet }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "greeter"
+version = "1.0.0"
+api = "^1.1"
+[library]
+linux = "libgreeter.so"
+windows = { path = "greeter.dll", sha256 = "0000000000000000000000000000000000000000000000000000000000000000" }
+[config]
+greeting = "Hi"
+when = 1979-05-27T07:32:00Z
+"#;
+
+    fn invalid(text: &str) -> (usize, usize, String) {
+        match Manifest::parse(Path::new("m.toml"), text).unwrap_err() {
+            ManifestError::Invalid { line, column, message, .. } => (line, column, message),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_good_manifest_parses_with_defaults() {
+        let m = Manifest::parse(Path::new("dir/m.toml"), GOOD).unwrap();
+        assert_eq!(m.name.as_str(), "greeter");
+        assert!(m.enabled);
+        assert_eq!(m.dir(), Path::new("dir"));
+        assert_eq!(m.library.linux.as_ref().unwrap().path, "libgreeter.so");
+        assert_eq!(m.library.windows.as_ref().unwrap().sha256.as_deref().map(str::len), Some(64));
+        assert_eq!(m.config_json(), r#"{"greeting":"Hi","when":"1979-05-27T07:32:00Z"}"#);
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_position() {
+        let (line, column, message) = invalid("name = \"a\"\nversion = \"1.0.0\"\napi = \"^1\"\nnmae = 1\n[library]\nlinux = \"a.so\"\n");
+        assert_eq!((line, column), (4, 1));
+        assert!(message.contains("unknown field `nmae`"), "{message}");
+    }
+
+    #[test]
+    fn invalid_semver_names_the_key() {
+        let (line, _, message) = invalid("name = \"a\"\nversion = \"1.x\"\napi = \"^1\"\n[library]\nlinux = \"a.so\"\n");
+        assert_eq!(line, 2);
+        assert!(message.starts_with("`version`:"), "{message}");
+    }
+
+    #[test]
+    fn library_paths_must_stay_inside_the_directory() {
+        for path in ["../x.so", "/abs/x.so", "a/../../x.so", "C:\\x.dll", "a\\..\\x.so"] {
+            let text = format!("name = \"a\"\nversion = \"1.0.0\"\napi = \"^1\"\n[library]\nlinux = {path:?}\n");
+            let (line, _, message) = invalid(&text);
+            assert_eq!(line, 5, "{path}");
+            assert!(message.contains("absolute") || message.contains(".."), "{path}: {message}");
+        }
+    }
+
+    #[test]
+    fn plugin_names_are_checked() {
+        assert!(PluginName::new("text-filters").is_ok());
+        for bad in ["", "Greeter", "-a", "a_b", "a b", &"x".repeat(65)] {
+            assert!(PluginName::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_line() {
+        let (line, _, _) = invalid("name = \"a\"\nversion = \n");
+        assert_eq!(line, 2);
+    }
+}

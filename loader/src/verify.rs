@@ -1,0 +1,248 @@
+//! Verification of a library before anything runs it: the path stays inside the plugin's directory, it is a
+//! regular file, its bytes (read once) are a complete shared library for this architecture, and their SHA-256
+//! matches the manifest. Then the private copy: the verified bytes are written under their hash into the
+//! host's 0700 cache directory, and that copy, which no one else can write, is the file the loader opens.
+//!
+//! Why a copy (DESIGN.md): the system loader dedups by path and inode, so a new version at the same path
+//! would return the old code; overwriting a loaded file crashes the host; and opening a truncated file kills
+//! the process inside dlopen. The copy is immutable, unique per content, and checked before it is opened.
+#![forbid(unsafe_code)]
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use object::read::elf::{FileHeader, ProgramHeader};
+use object::{elf, Endianness, FileKind};
+use sha2::{Digest, Sha256};
+
+use crate::error::{HostError, LoadError};
+use crate::manifest::{Manifest, PLATFORM};
+
+/// A library whose bytes passed every check.
+pub(crate) struct Verified {
+    /// The library as the manifest names it, symlinks resolved.
+    pub source: PathBuf,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Lowercase hex SHA-256 of the bytes.
+    pub sha256: String,
+}
+
+/// Resolves, reads and checks the manifest's library for this platform.
+pub(crate) fn verify_library(manifest: &Manifest) -> Result<Verified, LoadError> {
+    let entry = manifest.platform_library()?;
+    let dir = manifest.dir();
+    let joined = dir.join(&entry.path);
+    let io_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source: io::Error| LoadError::Io { path, source }
+    };
+    let source = match fs::canonicalize(&joined) {
+        Ok(path) => path,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LoadError::LibraryMissing { field: PLATFORM, path: joined }),
+        Err(e) => return Err(LoadError::Io { path: joined, source: e }),
+    };
+    let canonical_dir = fs::canonicalize(dir).map_err(io_error(dir))?;
+    if !source.starts_with(&canonical_dir) {
+        return Err(LoadError::PathEscape { field: PLATFORM, path: entry.path.clone(), resolved: source, dir: canonical_dir });
+    }
+    let mut file = File::open(&source).map_err(io_error(&source))?;
+    if !file.metadata().map_err(io_error(&source))?.is_file() {
+        return Err(LoadError::NotARegularFile { field: PLATFORM, path: joined });
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io_error(&source))?;
+    check_binary(&source, &bytes)?;
+    let sha256 = sha256_hex(&bytes);
+    if let Some(expected) = &entry.sha256 {
+        if *expected != sha256 {
+            return Err(LoadError::HashMismatch { path: source, expected: expected.clone(), found: sha256 });
+        }
+    }
+    Ok(Verified { source, bytes, sha256 })
+}
+
+/// Checks that `bytes` are a complete shared library this host can load, without loading it.
+pub(crate) fn check_binary(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    let not_library = |reason: String| LoadError::NotSharedLibrary { path: path.to_owned(), reason };
+    let kind = FileKind::parse(bytes).map_err(|_| not_library(describe_unknown(bytes)))?;
+    match kind {
+        FileKind::Elf64 if cfg!(all(unix, not(target_os = "macos"), target_pointer_width = "64")) => {
+            check_elf::<elf::FileHeader64<Endianness>>(path, bytes)
+        }
+        FileKind::Elf32 if cfg!(all(unix, not(target_os = "macos"), target_pointer_width = "32")) => {
+            check_elf::<elf::FileHeader32<Endianness>>(path, bytes)
+        }
+        FileKind::Elf32 | FileKind::Elf64 if cfg!(all(unix, not(target_os = "macos"))) => Err(LoadError::WrongArchitecture {
+            path: path.to_owned(),
+            expected: format!("{}-bit {}", usize::BITS, std::env::consts::ARCH),
+            found: if kind == FileKind::Elf32 { "32-bit ELF" } else { "64-bit ELF" }.to_owned(),
+        }),
+        FileKind::MachO64 | FileKind::MachO32 | FileKind::MachOFat32 | FileKind::MachOFat64 if cfg!(target_os = "macos") => {
+            parses(path, bytes)
+        }
+        FileKind::Pe64 | FileKind::Pe32 if cfg!(windows) => parses(path, bytes),
+        other => Err(not_library(format!("it is a {} file, not a {PLATFORM} shared library", kind_name(other)))),
+    }
+}
+
+/// macOS and Windows (not run on this project's CI): the object crate parses every header and table.
+fn parses(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    object::File::parse(bytes).map(drop).map_err(|e| LoadError::NotSharedLibrary {
+        path: path.to_owned(),
+        reason: format!("its headers do not parse ({e}): the file is truncated or damaged"),
+    })
+}
+
+fn check_elf<Elf: FileHeader<Endian = Endianness>>(path: &Path, data: &[u8]) -> Result<(), LoadError> {
+    let size = data.len() as u64;
+    let truncated = |needed: u64| LoadError::Truncated { path: path.to_owned(), size, needed };
+    let header = Elf::parse(data).map_err(|_| truncated(size_of::<Elf>() as u64))?;
+    let endian = header.endian().map_err(|_| LoadError::NotSharedLibrary {
+        path: path.to_owned(),
+        reason: "its ELF header has an invalid byte order".to_owned(),
+    })?;
+    if header.e_type(endian) != elf::ET_DYN {
+        return Err(LoadError::NotSharedLibrary {
+            path: path.to_owned(),
+            reason: format!("it is an ELF file of type {} (not a shared object)", header.e_type(endian)),
+        });
+    }
+    let machine = header.e_machine(endian);
+    if machine != host_machine() {
+        return Err(LoadError::WrongArchitecture {
+            path: path.to_owned(),
+            expected: std::env::consts::ARCH.to_owned(),
+            found: machine_name(machine),
+        });
+    }
+    let table_end = |offset: u64, count: u64, entry: u64| offset.saturating_add(count.saturating_mul(entry));
+    let phdrs_end: u64 = table_end(header.e_phoff(endian).into(), header.e_phnum(endian).into(), header.e_phentsize(endian).into());
+    let shdrs_end: u64 = table_end(header.e_shoff(endian).into(), header.e_shnum(endian).into(), header.e_shentsize(endian).into());
+    let mut needed = phdrs_end.max(shdrs_end);
+    if phdrs_end <= size {
+        let segments = header.program_headers(endian, data).map_err(|_| truncated(phdrs_end))?;
+        for segment in segments {
+            let end = table_end(segment.p_offset(endian).into(), 1, segment.p_filesz(endian).into());
+            needed = needed.max(end);
+        }
+    }
+    if needed > size { Err(truncated(needed)) } else { Ok(()) }
+}
+
+fn host_machine() -> u16 {
+    match std::env::consts::ARCH {
+        "x86_64" => elf::EM_X86_64,
+        "x86" => elf::EM_386,
+        "aarch64" => elf::EM_AARCH64,
+        "arm" => elf::EM_ARM,
+        "riscv64" | "riscv32" => elf::EM_RISCV,
+        "powerpc64" => elf::EM_PPC64,
+        "s390x" => elf::EM_S390,
+        "loongarch64" => elf::EM_LOONGARCH,
+        _ => elf::EM_NONE,
+    }
+}
+
+fn machine_name(machine: u16) -> String {
+    match machine {
+        elf::EM_X86_64 => "x86_64".to_owned(),
+        elf::EM_386 => "x86".to_owned(),
+        elf::EM_AARCH64 => "aarch64".to_owned(),
+        elf::EM_ARM => "arm".to_owned(),
+        elf::EM_RISCV => "riscv".to_owned(),
+        other => format!("ELF machine {other}"),
+    }
+}
+
+fn kind_name(kind: FileKind) -> &'static str {
+    match kind {
+        FileKind::Elf32 | FileKind::Elf64 => "ELF (Linux/Unix)",
+        FileKind::MachO32 | FileKind::MachO64 | FileKind::MachOFat32 | FileKind::MachOFat64 => "Mach-O (macOS)",
+        FileKind::Pe32 | FileKind::Pe64 => "PE (Windows)",
+        _ => "non-library",
+    }
+}
+
+fn describe_unknown(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "the file is empty".to_owned();
+    }
+    let head = &bytes[..bytes.len().min(24)];
+    match std::str::from_utf8(head) {
+        Ok(text) if text.chars().all(|c| !c.is_control() || c.is_whitespace()) => format!("it is a text file starting with {text:?}"),
+        _ => format!("unknown format (first bytes {})", hex::encode(&head[..head.len().min(8)])),
+    }
+}
+
+/// The host's private directory of verified library copies, each named by its SHA-256.
+pub(crate) struct PrivateCache {
+    dir: PathBuf,
+}
+
+impl PrivateCache {
+    /// Creates the directory (mode 0700 on Unix) or checks that an existing one is private.
+    pub(crate) fn open(dir: &Path) -> Result<PrivateCache, HostError> {
+        let error = |reason: String| HostError::Cache { dir: dir.to_owned(), reason };
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|e| error(format!("cannot create it: {e}")))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let mode = fs::metadata(dir).map_err(|e| error(e.to_string()))?.mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(error(format!(
+                    "mode {mode:04o} lets other users write or read the libraries this host loads; run `chmod 700` on it or choose another cache directory"
+                )));
+            }
+        }
+        Ok(PrivateCache { dir: dir.to_owned() })
+    }
+
+    /// Where the copy of the library with this digest lives.
+    pub(crate) fn path_for(&self, sha256: &str) -> PathBuf {
+        self.dir.join(format!("{sha256}{}", std::env::consts::DLL_SUFFIX))
+    }
+
+    /// Writes `verified` into the cache (unless a copy of the same content is already there) and returns the
+    /// copy's path. The copy is written under a temporary name and renamed, so the final name only ever holds
+    /// complete bytes, and it is made read-only.
+    pub(crate) fn store(&self, verified: &Verified) -> Result<PathBuf, LoadError> {
+        let path = self.path_for(&verified.sha256);
+        if fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == verified.bytes.len() as u64) {
+            return Ok(path);
+        }
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let temp = self.dir.join(format!(
+            ".{}.{}.{}.tmp",
+            verified.sha256,
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let cache_error = |source: io::Error| LoadError::Cache { dir: self.dir.clone(), source };
+        let write = || -> io::Result<()> {
+            let mut file = File::create_new(&temp)?;
+            file.write_all(&verified.bytes)?;
+            let mut permissions = file.metadata()?.permissions();
+            permissions.set_readonly(true);
+            file.set_permissions(permissions)?;
+            file.sync_all()?;
+            fs::rename(&temp, &path)
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&temp);
+            cache_error(e)
+        })?;
+        Ok(path)
+    }
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

@@ -1,0 +1,73 @@
+//! The minimal Berth plugin, and the template to copy: one config value, one method, no state.
+//!
+//! `greet` takes `{"name": "..."}` and answers `"<greeting>, <name>!"`.
+#![forbid(unsafe_code)]
+
+use berth_plugin_api::{export_plugin, json_call, tracing, Error, Host, Plugin};
+use serde::Deserialize;
+
+/// The `[config]` table of greeter's manifest.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The word to greet with; "Hello" when left out.
+    #[serde(default = "default_greeting")]
+    greeting: String,
+}
+
+fn default_greeting() -> String {
+    "Hello".to_owned()
+}
+
+#[derive(Deserialize)]
+struct GreetRequest {
+    name: String,
+}
+
+/// The plugin: its config is all it keeps.
+pub struct Greeter {
+    greeting: String,
+}
+
+impl Plugin for Greeter {
+    type Config = Config;
+
+    fn create(config: Config, host: &Host) -> Result<Self, Error> {
+        tracing::info!(generation = host.generation(), "greeter ready with greeting {:?}", config.greeting);
+        Ok(Greeter { greeting: config.greeting })
+    }
+
+    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
+        match method {
+            "greet" => json_call(input, |request: GreetRequest| {
+                if request.name.trim().is_empty() {
+                    return Err(Error::invalid_input("name is empty"));
+                }
+                Ok(format!("{}, {}!", self.greeting, request.name.trim()))
+            }),
+            other => Err(Error::unknown_method(other)),
+        }
+    }
+}
+
+export_plugin!(Greeter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn greeter() -> Greeter {
+        Greeter::create(Config { greeting: "Hi".into() }, &Host::new("greeter", 1)).unwrap()
+    }
+
+    #[test]
+    fn greets_by_name() {
+        assert_eq!(greeter().call("greet", br#"{"name":" Ada "}"#).unwrap(), br#""Hi, Ada!""#);
+    }
+
+    #[test]
+    fn refuses_an_empty_name_and_unknown_methods() {
+        assert_eq!(greeter().call("greet", br#"{"name":""}"#).unwrap_err().kind(), berth_plugin_api::ErrorKind::InvalidInput);
+        assert_eq!(greeter().call("wave", b"{}").unwrap_err().kind(), berth_plugin_api::ErrorKind::UnknownMethod);
+    }
+}

@@ -55,7 +55,8 @@ impl HostConfig {
     ///
     /// Values it leaves out keep their defaults.
     pub fn from_file(path: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
         let file: ConfigFile = parse_toml(path, &text)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut config = HostConfig::default();

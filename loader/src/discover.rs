@@ -17,7 +17,11 @@ pub fn discover(dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<LoadFailure>) {
     let mut failures = Vec::new();
     for dir in dirs {
         if let Err(source) = walk(dir, 0, &mut manifests) {
-            failures.push(LoadFailure { manifest: dir.clone(), plugin: None, error: LoadError::PluginDir { dir: dir.clone(), source } });
+            failures.push(LoadFailure {
+                manifest: dir.clone(),
+                plugin: None,
+                error: LoadError::PluginDir { dir: dir.clone(), source },
+            });
         }
     }
     manifests.sort();

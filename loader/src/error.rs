@@ -173,7 +173,9 @@ pub enum LoadError {
         host_api: String,
     },
     /// The library was built against a plugin-api whose major version differs from the host's.
-    #[error("plugin-api {library_api} is incompatible with this host's {host_api} (needs {needed}); rebuild the plugin against berth-plugin-api {needed}")]
+    #[error(
+        "plugin-api {library_api} is incompatible with this host's {host_api} (needs {needed}); rebuild the plugin against berth-plugin-api {needed}"
+    )]
     IncompatibleApi {
         /// The library's plugin-api version.
         library_api: String,
@@ -184,7 +186,9 @@ pub enum LoadError {
     },
     /// The library's root module layout differs from the host's. Display is a one-line summary;
     /// [`LoadError::details`] has abi_stable's full report.
-    #[error("plugin-api layout differs from this host's: {summary}; rebuild the plugin against a published berth-plugin-api")]
+    #[error(
+        "plugin-api layout differs from this host's: {summary}; rebuild the plugin against a published berth-plugin-api"
+    )]
     AbiMismatch {
         /// One line: the number of differences and the first.
         summary: String,
@@ -198,7 +202,9 @@ pub enum LoadError {
         reason: String,
     },
     /// The manifest's `api` requirement does not accept the host's plugin-api version.
-    #[error("`api = \"{required}\"` does not accept this host's plugin-api {host_api}; use a plugin version made for plugin-api {host_api}, or upgrade the host")]
+    #[error(
+        "`api = \"{required}\"` does not accept this host's plugin-api {host_api}; use a plugin version made for plugin-api {host_api}, or upgrade the host"
+    )]
     ApiRequirement {
         /// The manifest's requirement.
         required: String,
@@ -206,7 +212,9 @@ pub enum LoadError {
         host_api: String,
     },
     /// The library reports a name or version other than the manifest's.
-    #[error("`{field} = {manifest:?}` but the library reports {library:?}; the manifest and the library do not belong together")]
+    #[error(
+        "`{field} = {manifest:?}` but the library reports {library:?}; the manifest and the library do not belong together"
+    )]
     MetadataMismatch {
         /// `name` or `version`.
         field: &'static str,

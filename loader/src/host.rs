@@ -20,7 +20,7 @@ use crate::load::{self, host_api};
 use crate::logbridge;
 use crate::manifest::{Manifest, PluginName};
 use crate::registry::{Event, Generation, PluginHandle, PluginState, PluginStatus, Registry};
-use crate::verify::{verify_library, PrivateCache};
+use crate::verify::{PrivateCache, verify_library};
 
 /// What a load did: the plugins now active, those disabled by their manifests, and every failure.
 #[derive(Debug, Default)]
@@ -74,11 +74,19 @@ impl Host {
                 continue;
             }
             let manifest = manifests.remove(0);
-            self.registry.transition(&manifest, PluginState::Discovered, format!("manifest {}", manifest.path.display()));
+            self.registry.transition(
+                &manifest,
+                PluginState::Discovered,
+                format!("manifest {}", manifest.path.display()),
+            );
             if manifest.enabled {
                 pending.push(manifest);
             } else {
-                self.registry.transition(&manifest, PluginState::Disabled, format!("enabled = false in {}", manifest.path.display()));
+                self.registry.transition(
+                    &manifest,
+                    PluginState::Disabled,
+                    format!("enabled = false in {}", manifest.path.display()),
+                );
                 report.disabled.push(manifest.name);
             }
         }
@@ -120,7 +128,8 @@ impl Host {
             let names: Vec<&str> = manifest.dependencies.keys().map(PluginName::as_str).collect();
             let error = LoadError::Dependency {
                 dependency: names.join(", "),
-                reason: "dependency cycle: these plugins depend on each other; break the cycle in [dependencies]".to_owned(),
+                reason: "dependency cycle: these plugins depend on each other; break the cycle in [dependencies]"
+                    .to_owned(),
             };
             self.fail(report, &manifest, error);
         }
@@ -129,7 +138,11 @@ impl Host {
     fn fail(&self, report: &mut LoadReport, manifest: &Manifest, error: LoadError) {
         self.registry.transition(manifest, PluginState::Failed, error.to_string());
         tracing::debug!(plugin = %manifest.name, "{}", error.details());
-        report.failures.push(LoadFailure { manifest: manifest.path.clone(), plugin: Some(manifest.name.clone()), error });
+        report.failures.push(LoadFailure {
+            manifest: manifest.path.clone(),
+            plugin: Some(manifest.name.clone()),
+            error,
+        });
     }
 
     /// The pipeline for one plugin whose dependencies are loaded.
@@ -139,12 +152,20 @@ impl Host {
             return Err(LoadError::ApiRequirement { required: manifest.api.to_string(), host_api: host.to_string() });
         }
         let verified = verify_library(manifest)?;
-        self.registry.transition(manifest, PluginState::Validated, format!("{} sha256 {}", verified.source.display(), verified.sha256));
+        self.registry.transition(
+            manifest,
+            PluginState::Validated,
+            format!("{} sha256 {}", verified.source.display(), verified.sha256),
+        );
         let copy = self.cache.store(&verified)?;
         let module = load::open(&copy)?;
         self.registry.transition(manifest, PluginState::Loaded, format!("plugin-api {}", module.info.api_version));
         if module.info.name != manifest.name.as_str() {
-            return Err(LoadError::MetadataMismatch { field: "name", manifest: manifest.name.to_string(), library: module.info.name });
+            return Err(LoadError::MetadataMismatch {
+                field: "name",
+                manifest: manifest.name.to_string(),
+                library: module.info.name,
+            });
         }
         if Version::parse(&module.info.version).ok().as_ref() != Some(&manifest.version) {
             return Err(LoadError::MetadataMismatch {
@@ -215,7 +236,9 @@ fn dependencies_ready(
             None => ready = false,
             Some(None) => return refuse(format!("{dependency} failed to load; fix it first")),
             Some(Some(version)) if !requirement.matches(version) => {
-                return refuse(format!("{dependency} {version} is installed but {requirement} is required; install a matching version"));
+                return refuse(format!(
+                    "{dependency} {version} is installed but {requirement} is required; install a matching version"
+                ));
             }
             Some(Some(_)) => {}
         }
@@ -228,11 +251,10 @@ fn dependencies_ready(
 pub fn inspect_library(path: &Path, cache_dir: &Path) -> Result<load::LibraryInfo, LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
     crate::verify::check_binary(path, &bytes)?;
-    let cache = PrivateCache::open(cache_dir).map_err(|e| LoadError::Cache {
-        dir: cache_dir.to_owned(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    let verified = crate::verify::Verified { source: path.to_owned(), sha256: crate::verify::sha256_hex(&bytes), bytes };
+    let cache = PrivateCache::open(cache_dir)
+        .map_err(|e| LoadError::Cache { dir: cache_dir.to_owned(), source: std::io::Error::other(e.to_string()) })?;
+    let verified =
+        crate::verify::Verified { source: path.to_owned(), sha256: crate::verify::sha256_hex(&bytes), bytes };
     let copy = cache.store(&verified)?;
     Ok(load::open(&copy)?.info)
 }

@@ -60,10 +60,10 @@ pub mod manifest;
 mod registry;
 mod verify;
 
-pub use berth_plugin_api::{ext, ErrorKind, HealthStatus, Interface};
+pub use berth_plugin_api::{ErrorKind, HealthStatus, Interface, ext};
 pub use config::{HostConfig, PLUGIN_PATH_ENV};
 pub use error::{CallError, HostError, LoadError, LoadFailure, ManifestError};
-pub use host::{inspect_library, Host, LoadReport};
+pub use host::{Host, LoadReport, inspect_library};
 pub use load::LibraryInfo;
 pub use manifest::{Manifest, PluginName};
 pub use registry::{Event, Health, PluginHandle, PluginState, PluginStatus};

@@ -10,12 +10,12 @@
 
 use std::path::Path;
 
-use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
-use abi_stable::library::{lib_header_from_path, LibHeader, LibraryError, RootModuleError};
-use abi_stable::std_types::RStr;
 use abi_stable::StableAbi;
+use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
+use abi_stable::library::{LibHeader, LibraryError, RootModuleError, lib_header_from_path};
+use abi_stable::std_types::RStr;
 use berth_plugin_api::abi::{HostContext, PluginModRef, PluginObject};
-use berth_plugin_api::{summarize_layout_errors, API_VERSION};
+use berth_plugin_api::{API_VERSION, summarize_layout_errors};
 use semver::Version;
 use serde::Serialize;
 
@@ -92,8 +92,10 @@ fn check_layout(header: &LibHeader) -> Result<(), LoadError> {
             details: "the root module was exported without its type layout".to_owned(),
         });
     };
-    check_layout_compatibility(<PluginModRef as StableAbi>::LAYOUT, found)
-        .map_err(|errors| LoadError::AbiMismatch { summary: summarize_layout_errors(&errors), details: errors.to_string() })
+    check_layout_compatibility(<PluginModRef as StableAbi>::LAYOUT, found).map_err(|errors| LoadError::AbiMismatch {
+        summary: summarize_layout_errors(&errors),
+        details: errors.to_string(),
+    })
 }
 
 fn open_error(path: &Path, error: LibraryError) -> LoadError {

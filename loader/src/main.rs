@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use berth::{CallError, Host, HostConfig, LoadFailure, LoadReport, PluginStatus, PLUGIN_PATH_ENV};
+use berth::{Host, HostConfig, LoadFailure, LoadReport, PLUGIN_PATH_ENV, PluginStatus};
 use clap::{Parser, Subcommand};
 
 /// Load, check and call native Berth plugins.
@@ -23,7 +23,7 @@ struct Cli {
     #[arg(long, global = true, env = "BERTH_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
     /// Log level of the host's own log on stderr (error, warn, info, debug, trace).
-    #[arg(long, global = true, env = "BERTH_LOG", default_value = "warn")]
+    #[arg(long, global = true, env = "BERTH_LOG", default_value = "error")]
     log: String,
     #[command(subcommand)]
     command: Command,
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "error".into()))
         .init();
     match run(&cli) {
         Ok(code) => code,
@@ -119,7 +119,8 @@ fn list(host: &Host, report: &LoadReport, json: bool) -> Result<ExitCode, String
             .filter(|f| f.plugin.is_none())
             .map(|f| serde_json::json!({ "manifest": f.manifest, "state": "failed", "reason": f.error.to_string() }))
             .collect();
-        let out = serde_json::json!({ "host_api": berth::HOST_API_VERSION, "plugins": statuses, "unreadable": unnamed });
+        let out =
+            serde_json::json!({ "host_api": berth::HOST_API_VERSION, "plugins": statuses, "unreadable": unnamed });
         println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -209,7 +210,7 @@ fn call(host: &Host, plugin: &str, method: &str, input: Option<&str>) -> Result<
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(error @ CallError::NotActive { .. }) | Err(error) => Err(error.to_string()),
+        Err(error) => Err(error.to_string()),
     }
 }
 
@@ -221,12 +222,16 @@ fn info(host: &Host, report: &LoadReport, target: &str) -> Result<ExitCode, Stri
     let path = Path::new(target);
     let by_manifest = |status: &&PluginStatus| path.is_file() && same_file(&status.manifest, path);
     let statuses = host.plugins();
-    let Some(status) = statuses.iter().find(|s| s.name.as_str() == target).or_else(|| statuses.iter().find(by_manifest)) else {
+    let Some(status) =
+        statuses.iter().find(|s| s.name.as_str() == target).or_else(|| statuses.iter().find(by_manifest))
+    else {
         if let Some(failure) = report.failures.iter().find(|f| same_file(&f.manifest, path)) {
             println!("manifest: {}\nstate:    failed\nreason:   {}", failure.manifest.display(), failure.error);
             return Ok(ExitCode::FAILURE);
         }
-        return Err(format!("no plugin named {target:?} and no such library or manifest; `berth list` shows the plugins"));
+        return Err(format!(
+            "no plugin named {target:?} and no such library or manifest; `berth list` shows the plugins"
+        ));
     };
     println!("name:       {}", status.name);
     println!("version:    {}", status.version);
@@ -253,7 +258,7 @@ fn inspect(path: &Path, cache_dir: &Path) -> Result<ExitCode, String> {
     println!("name:       {}", library.name);
     println!("version:    {}", library.version);
     print_library(&library);
-    println!("host api:   {} ({})", berth::HOST_API_VERSION, "compatible: the version and layout checks passed");
+    println!("host api:   {} (compatible: the version and layout checks passed)", berth::HOST_API_VERSION);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -24,7 +24,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use semver::{Version, VersionReq};
-use serde::{de, Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, de};
 
 use crate::error::{LoadError, ManifestError};
 
@@ -121,7 +121,8 @@ pub const PLATFORM: &str = if cfg!(target_os = "windows") {
 impl Manifest {
     /// Reads and validates the manifest at `path`.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
         Manifest::parse(path, &text)
     }
 
@@ -208,9 +209,9 @@ impl<'de> Deserialize<'de> for LibraryFile {
             Path(String),
             Table(Table),
         }
-        let (path, sha256) = match Form::deserialize(deserializer)
-            .map_err(|_| de::Error::custom("expected a path string or a table `{ path = \"...\", sha256 = \"...\" }`"))?
-        {
+        let (path, sha256) = match Form::deserialize(deserializer).map_err(|_| {
+            de::Error::custom("expected a path string or a table `{ path = \"...\", sha256 = \"...\" }`")
+        })? {
             Form::Path(path) => (path, None),
             Form::Table(t) => (t.path, t.sha256),
         };
@@ -299,14 +300,16 @@ when = 1979-05-27T07:32:00Z
 
     #[test]
     fn unknown_key_is_refused_with_its_position() {
-        let (line, column, message) = invalid("name = \"a\"\nversion = \"1.0.0\"\napi = \"^1\"\nnmae = 1\n[library]\nlinux = \"a.so\"\n");
+        let (line, column, message) =
+            invalid("name = \"a\"\nversion = \"1.0.0\"\napi = \"^1\"\nnmae = 1\n[library]\nlinux = \"a.so\"\n");
         assert_eq!((line, column), (4, 1));
         assert!(message.contains("unknown field `nmae`"), "{message}");
     }
 
     #[test]
     fn invalid_semver_names_the_key() {
-        let (line, _, message) = invalid("name = \"a\"\nversion = \"1.x\"\napi = \"^1\"\n[library]\nlinux = \"a.so\"\n");
+        let (line, _, message) =
+            invalid("name = \"a\"\nversion = \"1.x\"\napi = \"^1\"\n[library]\nlinux = \"a.so\"\n");
         assert_eq!(line, 2);
         assert!(message.starts_with("`version`:"), "{message}");
     }

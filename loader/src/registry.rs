@@ -15,7 +15,7 @@ use abi_stable::std_types::{RErr, ROk, RSlice, RStr};
 use arc_swap::ArcSwapOption;
 use berth_plugin_api::abi::{HealthReport, PluginObject};
 use berth_plugin_api::{ErrorKind, HealthStatus, Interface};
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::CallError;
 use crate::load::LibraryInfo;
@@ -303,11 +303,16 @@ impl PluginHandle {
     }
 
     /// Calls `method` with `request` encoded as JSON, and decodes the JSON answer.
-    pub fn call_json<Req: Serialize + ?Sized, Resp: DeserializeOwned>(&self, method: &str, request: &Req) -> Result<Resp, CallError> {
+    pub fn call_json<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
+        &self,
+        method: &str,
+        request: &Req,
+    ) -> Result<Resp, CallError> {
         let codec = |message: String| CallError::Codec { plugin: self.slot.name.to_string(), message };
         let input = serde_json::to_vec(request).map_err(|e| codec(format!("cannot encode the input: {e}")))?;
         let output = self.call(method, &input)?;
-        serde_json::from_slice(&output).map_err(|e| codec(format!("the answer to {method:?} is not the expected JSON: {e}")))
+        serde_json::from_slice(&output)
+            .map_err(|e| codec(format!("the answer to {method:?} is not the expected JSON: {e}")))
     }
 
     /// Asks the plugin how it is doing.
@@ -325,7 +330,8 @@ impl PluginHandle {
     pub fn extension<I: Interface>(&self) -> Result<I::Handle, CallError> {
         let current = self.slot.current.load();
         let generation = current.as_ref().ok_or_else(|| self.slot.not_active())?;
-        let refuse = |reason: String| CallError::Extension { plugin: self.slot.name.to_string(), id: I::ID.to_owned(), reason };
+        let refuse =
+            |reason: String| CallError::Extension { plugin: self.slot.name.to_string(), id: I::ID.to_owned(), reason };
         let extension = generation.object.extension(RStr::from_str(I::ID)).into_option();
         let extension = extension.ok_or_else(|| refuse("not provided by this plugin".to_owned()))?;
         extension.into_object::<I>().map(I::handle).map_err(|mismatch| refuse(mismatch.summary))

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use object::read::elf::{FileHeader, ProgramHeader};
-use object::{elf, Endianness, FileKind};
+use object::{Endianness, FileKind, elf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{HostError, LoadError};
@@ -41,12 +41,19 @@ pub(crate) fn verify_library(manifest: &Manifest) -> Result<Verified, LoadError>
     };
     let source = match fs::canonicalize(&joined) {
         Ok(path) => path,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LoadError::LibraryMissing { field: PLATFORM, path: joined }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(LoadError::LibraryMissing { field: PLATFORM, path: joined });
+        }
         Err(e) => return Err(LoadError::Io { path: joined, source: e }),
     };
     let canonical_dir = fs::canonicalize(dir).map_err(io_error(dir))?;
     if !source.starts_with(&canonical_dir) {
-        return Err(LoadError::PathEscape { field: PLATFORM, path: entry.path.clone(), resolved: source, dir: canonical_dir });
+        return Err(LoadError::PathEscape {
+            field: PLATFORM,
+            path: entry.path.clone(),
+            resolved: source,
+            dir: canonical_dir,
+        });
     }
     let mut file = File::open(&source).map_err(io_error(&source))?;
     if !file.metadata().map_err(io_error(&source))?.is_file() {
@@ -75,12 +82,16 @@ pub(crate) fn check_binary(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
         FileKind::Elf32 if cfg!(all(unix, not(target_os = "macos"), target_pointer_width = "32")) => {
             check_elf::<elf::FileHeader32<Endianness>>(path, bytes)
         }
-        FileKind::Elf32 | FileKind::Elf64 if cfg!(all(unix, not(target_os = "macos"))) => Err(LoadError::WrongArchitecture {
-            path: path.to_owned(),
-            expected: format!("{}-bit {}", usize::BITS, std::env::consts::ARCH),
-            found: if kind == FileKind::Elf32 { "32-bit ELF" } else { "64-bit ELF" }.to_owned(),
-        }),
-        FileKind::MachO64 | FileKind::MachO32 | FileKind::MachOFat32 | FileKind::MachOFat64 if cfg!(target_os = "macos") => {
+        FileKind::Elf32 | FileKind::Elf64 if cfg!(all(unix, not(target_os = "macos"))) => {
+            Err(LoadError::WrongArchitecture {
+                path: path.to_owned(),
+                expected: format!("{}-bit {}", usize::BITS, std::env::consts::ARCH),
+                found: if kind == FileKind::Elf32 { "32-bit ELF" } else { "64-bit ELF" }.to_owned(),
+            })
+        }
+        FileKind::MachO64 | FileKind::MachO32 | FileKind::MachOFat32 | FileKind::MachOFat64
+            if cfg!(target_os = "macos") =>
+        {
             parses(path, bytes)
         }
         FileKind::Pe64 | FileKind::Pe32 if cfg!(windows) => parses(path, bytes),
@@ -119,8 +130,10 @@ fn check_elf<Elf: FileHeader<Endian = Endianness>>(path: &Path, data: &[u8]) -> 
         });
     }
     let table_end = |offset: u64, count: u64, entry: u64| offset.saturating_add(count.saturating_mul(entry));
-    let phdrs_end: u64 = table_end(header.e_phoff(endian).into(), header.e_phnum(endian).into(), header.e_phentsize(endian).into());
-    let shdrs_end: u64 = table_end(header.e_shoff(endian).into(), header.e_shnum(endian).into(), header.e_shentsize(endian).into());
+    let phdrs_end: u64 =
+        table_end(header.e_phoff(endian).into(), header.e_phnum(endian).into(), header.e_phentsize(endian).into());
+    let shdrs_end: u64 =
+        table_end(header.e_shoff(endian).into(), header.e_shnum(endian).into(), header.e_shentsize(endian).into());
     let mut needed = phdrs_end.max(shdrs_end);
     if phdrs_end <= size {
         let segments = header.program_headers(endian, data).map_err(|_| truncated(phdrs_end))?;
@@ -172,7 +185,9 @@ fn describe_unknown(bytes: &[u8]) -> String {
     }
     let head = &bytes[..bytes.len().min(24)];
     match std::str::from_utf8(head) {
-        Ok(text) if text.chars().all(|c| !c.is_control() || c.is_whitespace()) => format!("it is a text file starting with {text:?}"),
+        Ok(text) if text.chars().all(|c| !c.is_control() || c.is_whitespace()) => {
+            format!("it is a text file starting with {text:?}")
+        }
         _ => format!("unknown format (first bytes {})", hex::encode(&head[..head.len().min(8)])),
     }
 }

@@ -9,12 +9,11 @@
 #![allow(non_local_definitions)]
 
 use abi_stable::{
-    declare_root_module_statics,
+    StableAbi, declare_root_module_statics,
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
     std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec},
-    StableAbi,
 };
 
 use crate::extension::Extension;

@@ -9,15 +9,15 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Once};
 
 use abi_stable::{
-    library::{CheckTypeLayout, LibHeader, RootModuleResult, __call_root_module_loader},
+    library::{__call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult},
     prefix_type::PrefixTypeTrait,
     sabi_trait::TD_Opaque,
     std_types::{RErr, ROk, ROption, RResult, RSlice, RStr, RVec},
 };
 
 use crate::abi::{
-    ErrorKind, HealthReport, HealthStatus, HostContext, PluginError, PluginInfo, PluginInstance, PluginInstance_TO, PluginMod,
-    PluginModRef, PluginObject,
+    ErrorKind, HealthReport, HealthStatus, HostContext, PluginError, PluginInfo, PluginInstance, PluginInstance_TO,
+    PluginMod, PluginModRef, PluginObject,
 };
 use crate::extension::Extension;
 use crate::plugin::{Error, Host, Plugin};
@@ -80,7 +80,8 @@ extern "C" fn create<P: Plugin>(config: RStr<'_>, host: HostContext) -> RResult<
     install_panic_hook();
     guard(|| {
         crate::log::install(host.logger, host.max_level);
-        let config: P::Config = serde_json::from_str(config.as_str()).map_err(|e| Error::invalid_config(format!("[config]: {e}")))?;
+        let config: P::Config =
+            serde_json::from_str(config.as_str()).map_err(|e| Error::invalid_config(format!("[config]: {e}")))?;
         let context = Host::new(host.plugin.into_string(), host.generation);
         let plugin = P::create(config, &context)?;
         Ok(PluginInstance_TO::from_value(Exported(Shared::new(plugin)), TD_Opaque))

@@ -6,11 +6,11 @@
 //! the plugin was built with against the one the host expects.
 
 use abi_stable::{
-    abi_stability::abi_checking::{check_layout_compatibility, AbiInstability, AbiInstabilityErrors, ExpectedFound},
+    StableAbi,
+    abi_stability::abi_checking::{AbiInstability, AbiInstabilityErrors, ExpectedFound, check_layout_compatibility},
     pointer_trait::TransmuteElement,
     std_types::RBox,
     type_layout::{TLFieldOrFunction, TypeLayout},
-    StableAbi,
 };
 
 /// A versioned extension interface: an id such as `"berth.text-filter/1"` and the ABI type behind it.
@@ -48,10 +48,8 @@ impl Extension {
 
     /// Checks the layout the plugin built the object with against the host's `I::Object`, then returns it.
     pub fn into_object<I: Interface>(self) -> Result<I::Object, ExtensionMismatch> {
-        check_layout_compatibility(<I::Object as StableAbi>::LAYOUT, self.layout).map_err(|errors| ExtensionMismatch {
-            id: I::ID,
-            summary: summarize_layout_errors(&errors),
-            details: errors.to_string(),
+        check_layout_compatibility(<I::Object as StableAbi>::LAYOUT, self.layout).map_err(|errors| {
+            ExtensionMismatch { id: I::ID, summary: summarize_layout_errors(&errors), details: errors.to_string() }
         })?;
         // SAFETY: the box holds the object `Extension::new` erased, and abi_stable has just accepted its layout
         // as compatible with `I::Object`, so reading it as one is sound.

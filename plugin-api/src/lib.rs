@@ -59,8 +59,8 @@ mod log;
 mod plugin;
 
 pub use abi::{ErrorKind, HealthStatus, PluginInfo};
-pub use extension::{summarize_layout_errors, Extension, ExtensionMismatch, Interface};
-pub use plugin::{json_call, Error, Health, Host, NoConfig, Plugin};
+pub use extension::{Extension, ExtensionMismatch, Interface, summarize_layout_errors};
+pub use plugin::{Error, Health, Host, NoConfig, Plugin, json_call};
 
 /// `tracing`, re-exported so plugin authors log with the same crate the bridge forwards.
 pub use tracing;
@@ -71,6 +71,6 @@ pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Not part of the public API: used by [`export_plugin!`] and by the host.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::export::{lib_header, PluginIdentity};
+    pub use crate::export::{PluginIdentity, lib_header};
     pub use abi_stable::library::LibHeader;
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::abi::{ErrorKind, HealthReport, HealthStatus, PluginError};
 use crate::extension::Extension;
@@ -161,7 +161,8 @@ where
     Req: DeserializeOwned,
     Resp: Serialize,
 {
-    let request = serde_json::from_slice(input).map_err(|e| Error::invalid_input(format!("input is not the expected JSON: {e}")))?;
+    let request = serde_json::from_slice(input)
+        .map_err(|e| Error::invalid_input(format!("input is not the expected JSON: {e}")))?;
     let response = handler(request)?;
     serde_json::to_vec(&response).map_err(|e| Error::failed(format!("could not encode the answer as JSON: {e}")))
 }

@@ -33,7 +33,7 @@ use abi_stable::{
 };
 
 use crate::abi::PluginError;
-use crate::export::{guard, Shared};
+use crate::export::{Shared, guard};
 use crate::extension::{Extension, Interface};
 use crate::plugin::Error;
 

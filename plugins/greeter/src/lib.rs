@@ -3,7 +3,7 @@
 //! `greet` takes `{"name": "..."}` and answers `"<greeting>, <name>!"`.
 #![forbid(unsafe_code)]
 
-use berth_plugin_api::{export_plugin, json_call, tracing, Error, Host, Plugin};
+use berth_plugin_api::{Error, Host, Plugin, export_plugin, json_call, tracing};
 use serde::Deserialize;
 
 /// The `[config]` table of greeter's manifest.
@@ -67,7 +67,10 @@ mod tests {
 
     #[test]
     fn refuses_an_empty_name_and_unknown_methods() {
-        assert_eq!(greeter().call("greet", br#"{"name":""}"#).unwrap_err().kind(), berth_plugin_api::ErrorKind::InvalidInput);
+        assert_eq!(
+            greeter().call("greet", br#"{"name":""}"#).unwrap_err().kind(),
+            berth_plugin_api::ErrorKind::InvalidInput
+        );
         assert_eq!(greeter().call("wave", b"{}").unwrap_err().kind(), berth_plugin_api::ErrorKind::UnknownMethod);
     }
 }

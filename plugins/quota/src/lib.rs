@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use berth_plugin_api::{export_plugin, json_call, Error, Health, Host, Plugin};
+use berth_plugin_api::{Error, Health, Host, Plugin, export_plugin, json_call};
 use serde::{Deserialize, Serialize};
 
 /// The `[config]` table of quota's manifest.

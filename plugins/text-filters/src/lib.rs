@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use berth_plugin_api::ext::text_filter::{self, TextFilter};
-use berth_plugin_api::{export_plugin, json_call, Error, Extension, Host, NoConfig, Plugin};
+use berth_plugin_api::{Error, Extension, Host, NoConfig, Plugin, export_plugin, json_call};
 use serde::Deserialize;
 
 const FILTERS: [&str; 5] = ["upper", "lower", "slug", "redact-emails", "squeeze"];
@@ -42,7 +42,8 @@ impl TextFilter for TextFilters {
                 .split_inclusive(char::is_whitespace)
                 .map(|word| {
                     let trimmed = word.trim_end();
-                    let is_email = trimmed.split_once('@').is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'));
+                    let is_email =
+                        trimmed.split_once('@').is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'));
                     if is_email { word.replacen(trimmed, "[email]", 1) } else { word.to_owned() }
                 })
                 .collect(),

@@ -8,7 +8,7 @@
 //!   time.
 #![forbid(unsafe_code)]
 
-use berth_plugin_api::{export_plugin, json_call, Error, Host, Plugin};
+use berth_plugin_api::{Error, Host, Plugin, export_plugin, json_call};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -77,7 +77,10 @@ impl Plugin for WebhookSigner {
 
     fn create(config: Config, _host: &Host) -> Result<Self, Error> {
         let key = std::env::var(&config.secret_env).map_err(|_| {
-            Error::invalid_config(format!("environment variable {} is not set; export the signing key in it", config.secret_env))
+            Error::invalid_config(format!(
+                "environment variable {} is not set; export the signing key in it",
+                config.secret_env
+            ))
         })?;
         if key.len() < 16 {
             return Err(Error::invalid_config(format!("the key in {} is shorter than 16 bytes", config.secret_env)));
@@ -92,7 +95,9 @@ impl Plugin for WebhookSigner {
                 let signature = format!("t={},v1={}", request.timestamp, hex::encode(tag));
                 Ok(Signed { header: self.header.clone(), signature })
             }),
-            "verify" => json_call(input, |request: VerifyRequest| Ok(Verified { valid: self.verify(&request.payload, &request.signature) })),
+            "verify" => json_call(input, |request: VerifyRequest| {
+                Ok(Verified { valid: self.verify(&request.payload, &request.signature) })
+            }),
             other => Err(Error::unknown_method(other)),
         }
     }
@@ -125,7 +130,8 @@ mod tests {
     #[test]
     fn verifies_its_signatures_and_refuses_tampering() {
         let s = signer();
-        let signed: serde_json::Value = serde_json::from_slice(&s.call("sign", br#"{"payload":"body","timestamp":7}"#).unwrap()).unwrap();
+        let signed: serde_json::Value =
+            serde_json::from_slice(&s.call("sign", br#"{"payload":"body","timestamp":7}"#).unwrap()).unwrap();
         let signature = signed["signature"].as_str().unwrap();
         assert!(s.verify("body", signature));
         assert!(!s.verify("body!", signature));

@@ -1,0 +1,88 @@
+//! The ABI rules, against plugins built for real against modified copies of plugin-api: an older and a newer
+//! minor load, another major and a changed layout are refused with a one-line reason.
+
+use berth::ext::text_filter::TextFilterV1;
+use berth::{CallError, LoadError};
+use berth_tests::{ApiVariant, Layout, api_variant, library_file, manifest};
+
+/// Lays out the probe plugin of `variant` and loads it; returns the report.
+fn load(variant: ApiVariant) -> berth::LoadReport {
+    let layout = Layout::new();
+    let plugin = variant.plugin();
+    layout.add(
+        plugin,
+        &manifest(plugin, "1.0.0", &library_file(plugin), ""),
+        &api_variant(variant),
+        &library_file(plugin),
+    );
+    layout.host().load_all()
+}
+
+#[test]
+fn a_plugin_built_against_an_older_minor_loads_and_lacks_newer_extensions() {
+    let layout = Layout::new();
+    let plugin = ApiVariant::Older.plugin();
+    layout.add(
+        plugin,
+        &manifest(plugin, "1.0.0", &library_file(plugin), ""),
+        &api_variant(ApiVariant::Older),
+        &library_file(plugin),
+    );
+    let host = layout.host();
+    let report = host.load_all();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let probe = host.plugin(plugin).unwrap();
+    assert_eq!(probe.call_json::<_, String>("api", &()).unwrap(), "1.0.0");
+    match probe.extension::<TextFilterV1>() {
+        Err(CallError::Extension { id, reason, .. }) => {
+            assert_eq!(id, "berth.text-filter/1");
+            assert!(reason.contains("not provided"), "{reason}");
+        }
+        Err(other) => panic!("expected an Extension error, got {other}"),
+        Ok(_) => panic!("a 1.0 plugin cannot provide a 1.1 extension"),
+    }
+}
+
+#[test]
+fn a_plugin_built_against_a_newer_minor_loads() {
+    let report = load(ApiVariant::NewerMinor);
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.loaded.len(), 1);
+}
+
+#[test]
+fn a_major_mismatch_is_refused_naming_both_versions() {
+    let report = load(ApiVariant::NextMajor);
+    assert_eq!(report.failures.len(), 1);
+    let failure = &report.failures[0];
+    match &failure.error {
+        LoadError::IncompatibleApi { library_api, host_api, needed } => {
+            assert_eq!(
+                (library_api.as_str(), host_api.as_str(), needed.as_str()),
+                ("2.0.0", berth::HOST_API_VERSION, "1.x")
+            );
+        }
+        other => panic!("expected IncompatibleApi, got {other}"),
+    }
+    let message = failure.to_string();
+    assert!(message.contains("plugin-api 2.0.0 is incompatible with this host's 1.1.0 (needs 1.x)"), "{message}");
+}
+
+#[test]
+fn a_changed_layout_is_refused_with_a_one_line_summary() {
+    let report = load(ApiVariant::ChangedLayout);
+    assert_eq!(report.failures.len(), 1);
+    let failure = &report.failures[0];
+    let LoadError::AbiMismatch { summary, details } = &failure.error else {
+        panic!("expected AbiMismatch, got {}", failure.error);
+    };
+    let message = failure.to_string();
+    assert!(!message.contains('\n'), "the summary must be one line: {message}");
+    assert!(message.contains("layout differs"), "{message}");
+    assert!(
+        summary.contains("variants") || summary.contains("HealthStatus") || summary.contains("health"),
+        "{summary}"
+    );
+    assert!(details.lines().count() > 20, "the full report is kept for --verbose");
+    assert_eq!(failure.error.details(), *details);
+}

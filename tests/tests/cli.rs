@@ -1,0 +1,159 @@
+//! The `berth` binary as ops run it: list (table and JSON), check (one line per failure, exit code,
+//! --verbose), call, info (plugin and file), and where plugin directories come from.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use berth_tests::{ApiVariant, Layout, api_variant, berth_bin, library, library_file, manifest};
+use serde_json::Value;
+
+fn berth(layout: &Layout, args: &[&str]) -> Output {
+    Command::new(berth_bin())
+        .args(["--plugin-dir", &layout.plugins().to_string_lossy(), "--cache-dir", &layout.cache().to_string_lossy()])
+        .args(args)
+        .env_remove("BERTH_PLUGIN_PATH")
+        .env_remove("BERTH_CONFIG")
+        .output()
+        .expect("berth runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn layout_with_one_failure() -> Layout {
+    let layout = Layout::new();
+    layout.add_example("greeter");
+    layout.add_example("quota");
+    let plugin = ApiVariant::ChangedLayout.plugin();
+    layout.add(
+        plugin,
+        &manifest(plugin, "1.0.0", &library_file(plugin), ""),
+        &api_variant(ApiVariant::ChangedLayout),
+        &library_file(plugin),
+    );
+    layout
+}
+
+#[test]
+fn list_shows_a_table_and_json() {
+    let layout = layout_with_one_failure();
+    let table = berth(&layout, &["list"]);
+    assert!(table.status.success());
+    let text = stdout(&table);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("STATE"), "{text}");
+    assert!(lines.iter().any(|l| l.starts_with("greeter ") && l.contains(" active ")), "{text}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("probe-changed-layout ") && l.contains(" failed ") && l.contains("layout differs")),
+        "{text}"
+    );
+
+    let json = berth(&layout, &["list", "--json"]);
+    let value: Value = serde_json::from_slice(&json.stdout).expect("list --json prints JSON");
+    let plugins = value["plugins"].as_array().unwrap();
+    assert_eq!(plugins.len(), 3);
+    let quota = plugins.iter().find(|p| p["name"] == "quota").unwrap();
+    assert_eq!((quota["state"].as_str(), quota["generation"].as_u64()), (Some("active"), Some(1)));
+    assert_eq!(quota["library"]["api_version"], berth::HOST_API_VERSION);
+    assert_eq!(value["host_api"], berth::HOST_API_VERSION);
+}
+
+#[test]
+fn check_prints_one_line_per_failure_and_exits_non_zero() {
+    let layout = layout_with_one_failure();
+    let output = berth(&layout, &["check"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    let failures: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL ")).collect();
+    assert_eq!(failures.len(), 1, "{text}");
+    assert!(failures[0].contains("probe-changed-layout") && failures[0].contains("layout differs"), "{text}");
+    assert!(text.contains("3 plugin(s) checked against plugin-api 1.1.0: 2 loaded, 0 disabled, 1 failed"), "{text}");
+
+    let verbose = stdout(&berth(&layout, &["check", "--verbose"]));
+    assert!(verbose.lines().count() > text.lines().count() + 20, "--verbose adds abi_stable's full report");
+
+    let good = Layout::new();
+    good.add_example("greeter");
+    assert_eq!(berth(&good, &["check"]).status.code(), Some(0));
+}
+
+#[test]
+fn call_prints_the_answer_or_fails_with_the_reason() {
+    let layout = layout_with_one_failure();
+    let output = berth(&layout, &["call", "greeter", "greet", r#"{"name":"ops"}"#]);
+    assert!(output.status.success());
+    assert_eq!(stdout(&output).trim(), r#""Hello, ops!""#);
+
+    let unknown = berth(&layout, &["call", "greeter", "wave"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no method named \"wave\""));
+
+    let failed = berth(&layout, &["call", "probe-changed-layout", "api"]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("is failed: plugin-api layout differs"));
+
+    let not_json = berth(&layout, &["call", "greeter", "greet", "{oops"]);
+    assert!(String::from_utf8_lossy(&not_json.stderr).contains("INPUT is not JSON"));
+}
+
+#[test]
+fn info_describes_a_plugin_or_a_library_file() {
+    let layout = layout_with_one_failure();
+    let by_name = stdout(&berth(&layout, &["info", "quota"]));
+    for expected in [
+        "name:       quota",
+        "state:      active",
+        "generation: 1",
+        "api:        berth-plugin-api 1.1.0",
+        "health:     Ok",
+    ] {
+        assert!(by_name.contains(expected), "{expected:?} missing in {by_name}");
+    }
+    assert!(by_name.contains("built by:   rustc "), "{by_name}");
+
+    let file = library("text-filters");
+    let by_file = stdout(&berth(&layout, &["info", &file.to_string_lossy()]));
+    assert!(by_file.contains("name:       text-filters") && by_file.contains("x86_64"), "{by_file}");
+
+    let not_plugin = berth(&layout, &["info", &library("not-a-plugin").to_string_lossy()]);
+    assert_eq!(not_plugin.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&not_plugin.stderr).contains("is not a Berth plugin"));
+}
+
+#[test]
+fn plugin_directories_come_from_the_flag_the_environment_or_a_config_file() {
+    let layout = Layout::new();
+    layout.add_example("greeter");
+    let run = |envs: &[(&str, &Path)], args: &[&str]| -> String {
+        let mut command = Command::new(berth_bin());
+        command
+            .arg("--cache-dir")
+            .arg(layout.cache())
+            .args(args)
+            .env_remove("BERTH_PLUGIN_PATH")
+            .env_remove("BERTH_CONFIG");
+        command.current_dir(layout.plugins().parent().unwrap().join("cache").parent().unwrap());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        stdout(&command.output().unwrap())
+    };
+    let from_env = run(&[("BERTH_PLUGIN_PATH", &layout.plugins())], &["list"]);
+    assert!(from_env.contains("greeter"), "{from_env}");
+
+    let config = layout.plugins().parent().unwrap().join("host.toml");
+    std::fs::write(&config, "plugin_dirs = [\"plugins\"]\n").unwrap();
+    let from_config = run(&[], &["--config", &config.to_string_lossy(), "list"]);
+    assert!(from_config.contains("greeter"), "{from_config}");
+    let from_config_env = run(&[("BERTH_CONFIG", &config)], &["list"]);
+    assert!(from_config_env.contains("greeter"), "{from_config_env}");
+
+    // The flag wins over the environment.
+    let empty = tempfile::tempdir().unwrap();
+    let flag =
+        run(&[("BERTH_PLUGIN_PATH", &layout.plugins())], &["--plugin-dir", &empty.path().to_string_lossy(), "list"]);
+    assert!(!flag.contains("greeter"), "{flag}");
+}

@@ -1,0 +1,209 @@
+//! Plugins side by side: each answers for itself, typed extensions, health, lifecycle events,
+//! failures in create and panics in create and in calls (the host survives), and concurrent callers.
+
+use std::sync::Arc;
+use std::thread;
+
+use berth::ext::text_filter::TextFilterV1;
+use berth::{CallError, ErrorKind, HealthStatus, LoadError, PluginState};
+use berth_tests::Layout;
+use serde_json::{Value, json};
+
+fn all_examples() -> Layout {
+    let layout = Layout::new();
+    for plugin in ["greeter", "quota", "text-filters", "webhook-signer"] {
+        layout.add_example(plugin);
+    }
+    layout
+}
+
+#[test]
+fn several_plugins_side_by_side_each_answer_for_themselves() {
+    // The signer reads its key from the environment variable its manifest names. Point it at one cargo sets
+    // for every test process (longer than 16 bytes), so the test needs no `set_var`.
+    let layout = all_examples();
+    let manifest = layout.plugins().join("webhook-signer/webhook-signer.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace("WEBHOOK_SECRET", "CARGO_PKG_DESCRIPTION");
+    std::fs::write(&manifest, text).unwrap();
+    let host = layout.host();
+    let report = host.load_all();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    // webhook-signer depends on text-filters, so it loads after it.
+    let order: Vec<&str> = report.loaded.iter().map(|n| n.as_str()).collect();
+    assert_eq!(order, ["greeter", "quota", "text-filters", "webhook-signer"]);
+
+    let greeter = host.plugin("greeter").unwrap();
+    assert_eq!(greeter.call_json::<_, String>("greet", &json!({"name": "Ada"})).unwrap(), "Hello, Ada!");
+    let quota = host.plugin("quota").unwrap();
+    let used: Value = quota.call_json("consume", &json!({"key": "k", "amount": 2})).unwrap();
+    assert_eq!(used, json!({"allowed": true, "used": 2, "limit": 3, "remaining": 1}));
+    let slug: String =
+        host.plugin("text-filters").unwrap().call_json("apply", &json!({"filter": "slug", "text": "A B"})).unwrap();
+    assert_eq!(slug, "a-b");
+    let signer = host.plugin("webhook-signer").unwrap();
+    let signed: Value = signer.call_json("sign", &json!({"payload": "p", "timestamp": 3})).unwrap();
+    let signature = signed["signature"].as_str().unwrap();
+    assert!(signature.starts_with("t=3,v1=") && signature.len() == 7 + 64, "{signature}");
+    let verified: Value = signer.call_json("verify", &json!({"payload": "p", "signature": signature})).unwrap();
+    assert_eq!(verified, json!({"valid": true}));
+
+    let error = greeter.call("wave", b"{}").unwrap_err();
+    assert!(matches!(error, CallError::Plugin { kind: ErrorKind::UnknownMethod, .. }), "{error}");
+    assert!(matches!(host.plugin("nobody"), Err(CallError::UnknownPlugin(_))));
+}
+
+#[test]
+fn a_typed_extension_interface_is_checked_and_called() {
+    let layout = Layout::new();
+    layout.add_example("text-filters");
+    layout.add_example("greeter");
+    let host = layout.host();
+    host.load_all();
+    let filters = host.plugin("text-filters").unwrap().extension::<TextFilterV1>().unwrap();
+    assert!(filters.filters().contains(&"redact-emails".to_owned()));
+    assert_eq!(filters.apply("redact-emails", "write to ada@example.org").unwrap(), "write to [email]");
+    let error = filters.apply("nope", "x").unwrap_err();
+    assert_eq!(error.kind, ErrorKind::InvalidInput);
+    let missing = host.plugin("greeter").unwrap().extension::<TextFilterV1>();
+    assert!(matches!(missing, Err(CallError::Extension { .. })));
+}
+
+#[test]
+fn health_reports_the_plugins_own_view() {
+    let layout = Layout::new();
+    layout.add_example("quota");
+    let host = layout.host();
+    host.load_all();
+    let quota = host.plugin("quota").unwrap();
+    assert_eq!(quota.health().unwrap().status, HealthStatus::Ok);
+    for _ in 0..3 {
+        quota.call("consume", br#"{"key":"x"}"#).unwrap();
+    }
+    let health = quota.health().unwrap();
+    assert_eq!((health.status, health.detail.as_str()), (HealthStatus::Degraded, "1 key(s) at their quota"));
+}
+
+#[test]
+fn an_error_from_create_refuses_the_load_with_the_plugins_message() {
+    let layout = Layout::new();
+    layout.add_misbehaving("error");
+    let report = layout.host().load_all();
+    let LoadError::Create { kind, message } = &report.failures[0].error else { panic!("{:?}", report.failures) };
+    assert_eq!(*kind, ErrorKind::Failed);
+    assert_eq!(message, "the database at db.invalid is unreachable");
+}
+
+#[test]
+fn a_panic_in_create_is_contained_and_reported_with_its_message() {
+    let layout = Layout::new();
+    layout.add_misbehaving("panic");
+    layout.add_example("greeter");
+    let host = layout.host();
+    let report = host.load_all();
+    assert_eq!(report.loaded.len(), 1, "greeter still loads");
+    let LoadError::Create { kind, message } = &report.failures[0].error else { panic!("{:?}", report.failures) };
+    assert_eq!(*kind, ErrorKind::Panicked);
+    assert!(message.contains("create exploded on purpose") && message.contains("src/lib.rs"), "{message}");
+    let status = host.plugins().into_iter().find(|s| s.name.as_str() == "misbehaving").unwrap();
+    assert_eq!(status.state, PluginState::Failed);
+}
+
+#[test]
+fn a_panic_in_a_call_is_contained_and_marks_the_plugin_failed() {
+    let layout = Layout::new();
+    layout.add_misbehaving("ok");
+    layout.add_example("greeter");
+    let host = layout.host();
+    host.load_all();
+    let plugin = host.plugin("misbehaving").unwrap();
+    assert_eq!(plugin.call_json::<_, u64>("add", &(2, 3)).unwrap(), 5);
+    let ordinary = plugin.call("fail", b"null").unwrap_err();
+    assert!(
+        matches!(ordinary, CallError::Plugin { kind: ErrorKind::Unavailable, .. }),
+        "an ordinary error does not fail the plugin"
+    );
+    assert_eq!(plugin.state(), PluginState::Active);
+
+    let error = plugin.call("panic", b"null").unwrap_err();
+    let CallError::Plugin { kind, message, .. } = &error else { panic!("{error}") };
+    assert_eq!(*kind, ErrorKind::Panicked);
+    assert!(message.contains("call exploded on purpose"), "{message}");
+    assert_eq!(plugin.state(), PluginState::Failed);
+    let after = plugin.call_json::<_, u64>("add", &(1, 1)).unwrap_err();
+    let CallError::NotActive { state, reason, .. } = &after else { panic!("{after}") };
+    assert_eq!(*state, PluginState::Failed);
+    assert!(reason.contains("panicked in call \"panic\"") && reason.contains("call exploded on purpose"), "{reason}");
+    // The host and the other plugins are unharmed.
+    assert_eq!(
+        host.plugin("greeter").unwrap().call_json::<_, String>("greet", &json!({"name": "still"})).unwrap(),
+        "Hello, still!"
+    );
+}
+
+#[test]
+fn eight_threads_calling_concurrently_get_their_own_answers() {
+    let layout = Layout::new();
+    layout.add_misbehaving("ok");
+    layout.add_example("quota");
+    let host = Arc::new(layout.host());
+    host.load_all();
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let host = Arc::clone(&host);
+            thread::spawn(move || {
+                let adder = host.plugin("misbehaving").unwrap();
+                let quota = host.plugin("quota").unwrap();
+                for i in 0..2_000u64 {
+                    assert_eq!(adder.call_json::<_, u64>("add", &(t * 1_000_000, i)).unwrap(), t * 1_000_000 + i);
+                }
+                for _ in 0..100 {
+                    let used: Value = quota.call_json("consume", &json!({"key": "team-a"})).unwrap();
+                    assert_eq!(used["allowed"], true);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("no caller thread failed");
+    }
+    let used: Value = host.plugin("quota").unwrap().call_json("usage", &json!({"key": "team-a"})).unwrap();
+    assert_eq!(used["used"], 800, "every consumption counted exactly once");
+}
+
+#[test]
+fn lifecycle_transitions_are_events() {
+    let layout = Layout::new();
+    layout.add_example("greeter");
+    layout.add_misbehaving("error");
+    let host = layout.host();
+    let events = host.subscribe();
+    host.load_all();
+    host.shutdown();
+    let seen: Vec<(String, PluginState)> = events.try_iter().map(|e| (e.plugin.to_string(), e.state)).collect();
+    let greeter: Vec<PluginState> = seen.iter().filter(|(p, _)| p == "greeter").map(|(_, s)| *s).collect();
+    assert_eq!(
+        greeter,
+        [
+            PluginState::Discovered,
+            PluginState::Validated,
+            PluginState::Loaded,
+            PluginState::Active,
+            PluginState::Retired
+        ]
+    );
+    assert!(seen.contains(&("misbehaving".to_owned(), PluginState::Failed)));
+}
+
+#[test]
+fn a_disabled_plugin_is_registered_but_not_loaded() {
+    let layout = Layout::new();
+    let path = layout.add_example("greeter");
+    let manifest = path.join("greeter.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace("description", "enabled = false\ndescription");
+    std::fs::write(&manifest, text).unwrap();
+    let host = layout.host();
+    let report = host.load_all();
+    assert_eq!(report.disabled.len(), 1);
+    let error = host.plugin("greeter").unwrap().call("greet", b"{}").unwrap_err();
+    assert!(matches!(error, CallError::NotActive { state: PluginState::Disabled, .. }), "{error}");
+}

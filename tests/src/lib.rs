@@ -25,9 +25,15 @@ pub fn library_file(krate: &str) -> String {
     format!("{}{}{}", env::consts::DLL_PREFIX, krate.replace('-', "_"), env::consts::DLL_SUFFIX)
 }
 
+/// `BERTH_FIXTURE_PROFILE=release` builds the fixtures optimised (for measurements); tests use `debug`.
+fn profile() -> String {
+    env::var("BERTH_FIXTURE_PROFILE").unwrap_or_else(|_| "debug".to_owned())
+}
+
 fn cargo_build(manifest: &Path, packages: &[&str]) {
     let mut command = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    command.args(["build", "--quiet", "--manifest-path"]).arg(manifest).arg("--target-dir").arg(fixtures_target());
+    command.args(["build", "--quiet", "--profile", if profile() == "release" { "release" } else { "dev" }]);
+    command.arg("--manifest-path").arg(manifest).arg("--target-dir").arg(fixtures_target());
     for package in packages {
         command.args(["-p", package]);
     }
@@ -45,7 +51,7 @@ pub fn built() -> &'static Path {
         // Same dependency versions as the workspace.
         fs::copy(root.join("Cargo.lock"), root.join("tests/fixtures/Cargo.lock")).expect("copy Cargo.lock");
         cargo_build(&root.join("tests/fixtures/Cargo.toml"), &["misbehaving", "not-a-plugin"]);
-        fixtures_target().join("debug")
+        fixtures_target().join(profile())
     })
 }
 
@@ -160,7 +166,7 @@ pub fn api_variant(variant: ApiVariant) -> PathBuf {
     .unwrap();
     fs::write(dir.join("probe/src/lib.rs"), PROBE).unwrap();
     cargo_build(&dir.join("Cargo.toml"), &[variant.plugin()]);
-    let path = fixtures_target().join("debug").join(library_file(variant.plugin()));
+    let path = fixtures_target().join(profile()).join(library_file(variant.plugin()));
     built.insert(variant, path.clone());
     path
 }

@@ -161,7 +161,7 @@ fn a_duplicate_plugin_name_refuses_both_manifests() {
 fn a_library_path_with_dotdot_or_absolute_is_refused() {
     for path in ["../greeter/libgreeter.so", "/etc/passwd"] {
         let (line, _, message) = manifest_error(&manifest("broken", "1.0.0", path, ""));
-        assert_eq!(line, 5, "{path}");
+        assert_eq!(line, 6, "{path}: the `[library].linux` line");
         assert!(message.contains("leaves the manifest's directory") || message.contains("is absolute"), "{message}");
     }
 }

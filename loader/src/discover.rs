@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{LoadError, LoadFailure};
 
-/// How deep below a plugin directory manifests are searched (`<dir>/<plugin>/<version>/x.toml` is depth 3).
+/// How many directory levels below a plugin directory are searched (`<dir>/a/b/c/d/x.toml` is the deepest).
 const MAX_DEPTH: usize = 4;
 
 /// The manifests under `dirs`, sorted, and a failure for each directory that cannot be read.

@@ -14,7 +14,7 @@ use crate::manifest::PluginName;
 #[non_exhaustive]
 pub enum ManifestError {
     /// The file could not be read.
-    #[error("{}: cannot read the manifest: {source}", path.display())]
+    #[error("{}: cannot read the file: {source}", path.display())]
     Read {
         /// The manifest.
         path: PathBuf,
@@ -53,7 +53,7 @@ pub enum LoadError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// Two manifests declare the same plugin name; neither is loaded.
-    #[error("plugin name {name:?} is also declared by {}; rename or remove one of the two manifests", other.display())]
+    #[error("plugin name \"{name}\" is also declared by {}; rename or remove one of the two manifests", other.display())]
     DuplicateName {
         /// The name.
         name: PluginName,

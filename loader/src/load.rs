@@ -67,7 +67,8 @@ pub(crate) fn open(path: &Path) -> Result<Module, LoadError> {
     Ok(Module { module, info })
 }
 
-/// abi_stable's rule, stated with both versions: the majors must match (for 0.x, the minors).
+/// The plugin-api version rule, checked before abi_stable's own so the refusal names both versions: the majors
+/// must match (for 0.x, the minors: stricter than abi_stable, which also accepts a newer 0.x patch only).
 fn check_version(header: &LibHeader) -> Result<(), LoadError> {
     let host = host_api();
     let strings = header.version_strings();

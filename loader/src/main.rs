@@ -104,7 +104,7 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
     let report = host.load_all();
     match &cli.command {
         Command::List { json } => list(&host, &report, *json),
-        Command::Check { verbose } => Ok(check(&host, &report, *verbose)),
+        Command::Check { verbose } => Ok(check(&report, *verbose)),
         Command::Call { plugin, method, input } => call(&host, plugin, method, input.as_deref()),
         Command::Info { target } => info(&host, &report, target),
     }
@@ -163,16 +163,16 @@ fn print_table(rows: &[[String; 6]]) {
     }
 }
 
-fn check(host: &Host, report: &LoadReport, verbose: bool) -> ExitCode {
+fn check(report: &LoadReport, verbose: bool) -> ExitCode {
     for failure in &report.failures {
         println!("FAIL {failure}");
         if verbose {
             print_details(failure);
         }
     }
-    let total = host.plugins().len() + report.failures.iter().filter(|f| f.plugin.is_none()).count();
+    let total = report.loaded.len() + report.disabled.len() + report.failures.len();
     println!(
-        "{total} plugin(s) checked against plugin-api {}: {} loaded, {} disabled, {} failed",
+        "{total} manifest(s) checked against plugin-api {}: {} loaded, {} disabled, {} failed",
         berth::HOST_API_VERSION,
         report.loaded.len(),
         report.disabled.len(),

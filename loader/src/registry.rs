@@ -133,7 +133,12 @@ impl Slot {
         {
             let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
             status.state = state;
-            status.reason = matches!(state, PluginState::Failed | PluginState::Disabled).then(|| detail.clone());
+            status.reason = matches!(state, PluginState::Failed | PluginState::Disabled | PluginState::Retired)
+                .then(|| detail.clone());
+        }
+        if matches!(state, PluginState::Failed | PluginState::Disabled | PluginState::Retired) {
+            // Whatever generation was serving stops serving new calls (calls in flight finish on it).
+            self.current.store(None);
         }
         match state {
             PluginState::Failed => tracing::warn!(plugin = %self.name, state = %state, "{detail}"),

@@ -55,10 +55,11 @@ pub(crate) fn verify_library(manifest: &Manifest) -> Result<Verified, LoadError>
             dir: canonical_dir,
         });
     }
-    let mut file = File::open(&source).map_err(io_error(&source))?;
-    if !file.metadata().map_err(io_error(&source))?.is_file() {
+    // Checked before opening: opening a FIFO or a device could block or have effects.
+    if !fs::metadata(&source).map_err(io_error(&source))?.is_file() {
         return Err(LoadError::NotARegularFile { field: PLATFORM, path: joined });
     }
+    let mut file = File::open(&source).map_err(io_error(&source))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(io_error(&source))?;
     check_binary(&source, &bytes)?;

@@ -63,7 +63,7 @@ impl Plugin for TextFilters {
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
         match method {
             "apply" => json_call(input, |request: Apply| TextFilter::apply(self, &request.filter, &request.text)),
-            "filters" => json_call(input, |()| Ok(TextFilter::filters(self))),
+            "filters" => json_call(input, |_: serde::de::IgnoredAny| Ok(TextFilter::filters(self))),
             other => Err(Error::unknown_method(other)),
         }
     }

@@ -256,6 +256,17 @@ impl Layout {
         self.add(plugin, &manifest, &library(plugin), &library_file(plugin))
     }
 
+    /// Adds the probe plugin built against plugin-api variant `variant`, under its own name.
+    pub fn add_api_variant(&self, variant: ApiVariant) -> PathBuf {
+        let plugin = variant.plugin();
+        self.add(
+            plugin,
+            &manifest(plugin, "1.0.0", &library_file(plugin), ""),
+            &api_variant(variant),
+            &library_file(plugin),
+        )
+    }
+
     /// Adds the `misbehaving` fixture as plugin `misbehaving`, its create doing `create` (ok, error, panic).
     pub fn add_misbehaving(&self, create: &str) -> PathBuf {
         let text = format!(

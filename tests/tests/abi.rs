@@ -3,35 +3,23 @@
 
 use berth::ext::text_filter::TextFilterV1;
 use berth::{CallError, LoadError};
-use berth_tests::{ApiVariant, Layout, api_variant, library_file, manifest};
+use berth_tests::{ApiVariant, Layout};
 
 /// Lays out the probe plugin of `variant` and loads it; returns the report.
 fn load(variant: ApiVariant) -> berth::LoadReport {
     let layout = Layout::new();
-    let plugin = variant.plugin();
-    layout.add(
-        plugin,
-        &manifest(plugin, "1.0.0", &library_file(plugin), ""),
-        &api_variant(variant),
-        &library_file(plugin),
-    );
+    layout.add_api_variant(variant);
     layout.host().load_all()
 }
 
 #[test]
 fn a_plugin_built_against_an_older_minor_loads_and_lacks_newer_extensions() {
     let layout = Layout::new();
-    let plugin = ApiVariant::Older.plugin();
-    layout.add(
-        plugin,
-        &manifest(plugin, "1.0.0", &library_file(plugin), ""),
-        &api_variant(ApiVariant::Older),
-        &library_file(plugin),
-    );
+    layout.add_api_variant(ApiVariant::Older);
     let host = layout.host();
     let report = host.load_all();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
-    let probe = host.plugin(plugin).unwrap();
+    let probe = host.plugin(ApiVariant::Older.plugin()).unwrap();
     assert_eq!(probe.call_json::<_, String>("api", &()).unwrap(), "1.0.0");
     match probe.extension::<TextFilterV1>() {
         Err(CallError::Extension { id, reason, .. }) => {

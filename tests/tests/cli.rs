@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use berth_tests::{ApiVariant, Layout, api_variant, berth_bin, library, library_file, manifest};
+use berth_tests::{ApiVariant, Layout, berth_bin, library};
 use serde_json::Value;
 
 fn berth(layout: &Layout, args: &[&str]) -> Output {
@@ -25,13 +25,7 @@ fn layout_with_one_failure() -> Layout {
     let layout = Layout::new();
     layout.add_example("greeter");
     layout.add_example("quota");
-    let plugin = ApiVariant::ChangedLayout.plugin();
-    layout.add(
-        plugin,
-        &manifest(plugin, "1.0.0", &library_file(plugin), ""),
-        &api_variant(ApiVariant::ChangedLayout),
-        &library_file(plugin),
-    );
+    layout.add_api_variant(ApiVariant::ChangedLayout);
     layout
 }
 

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -19,6 +20,30 @@ pub struct HostConfig {
     pub plugin_dirs: Vec<PathBuf>,
     /// Where verified libraries are copied before they are loaded. Created with mode 0700.
     pub cache_dir: PathBuf,
+    /// How watching and hot reload behave.
+    pub reload: ReloadConfig,
+}
+
+/// How watching and hot reload behave (`[reload]` in the host configuration file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadConfig {
+    /// A plugin's directory must be quiet (no file event) this long before its files are read: a copy, a
+    /// re-link or a burst of writes ends in one reload of the final bytes. Default 100 ms.
+    pub debounce: Duration,
+    /// A library that is still incomplete (truncated, empty, changing while read) and was modified less than
+    /// this long ago is taken to be still being written: it is checked again later instead of being reported.
+    /// Default 2 s.
+    pub settle: Duration,
+    /// Each retired generation keeps its library mapped until the process exits (libraries are never
+    /// unloaded). Past this many retired generations of one plugin, further reloads of it are refused;
+    /// restart the host to reclaim the memory. Default 64.
+    pub max_retired_generations: u32,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self { debounce: Duration::from_millis(100), settle: Duration::from_secs(2), max_retired_generations: 64 }
+    }
 }
 
 impl Default for HostConfig {
@@ -29,7 +54,7 @@ impl Default for HostConfig {
             Some(paths) if !paths.is_empty() => std::env::split_paths(&paths).collect(),
             _ => vec![PathBuf::from("plugins")],
         };
-        Self { plugin_dirs, cache_dir: default_cache_dir() }
+        Self { plugin_dirs, cache_dir: default_cache_dir(), reload: ReloadConfig::default() }
     }
 }
 
@@ -43,6 +68,16 @@ struct ConfigFile {
     #[serde(default)]
     plugin_dirs: Vec<PathBuf>,
     cache_dir: Option<PathBuf>,
+    #[serde(default)]
+    reload: ReloadFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReloadFile {
+    debounce_ms: Option<u64>,
+    settle_ms: Option<u64>,
+    max_retired_generations: Option<u32>,
 }
 
 impl HostConfig {
@@ -51,6 +86,11 @@ impl HostConfig {
     /// ```toml
     /// plugin_dirs = ["plugins", "/opt/app/plugins"]   # relative to this file's directory
     /// cache_dir = "/var/cache/app/berth"              # optional
+    ///
+    /// [reload]                                        # optional, defaults shown
+    /// debounce_ms = 100
+    /// settle_ms = 2000
+    /// max_retired_generations = 64
     /// ```
     ///
     /// Values it leaves out keep their defaults.
@@ -66,6 +106,16 @@ impl HostConfig {
         if let Some(cache) = file.cache_dir {
             config.cache_dir = base.join(cache);
         }
+        let reload = &mut config.reload;
+        if let Some(ms) = file.reload.debounce_ms {
+            reload.debounce = Duration::from_millis(ms);
+        }
+        if let Some(ms) = file.reload.settle_ms {
+            reload.settle = Duration::from_millis(ms);
+        }
+        if let Some(limit) = file.reload.max_retired_generations {
+            reload.max_retired_generations = limit;
+        }
         Ok(config)
     }
 }
@@ -78,10 +128,16 @@ mod tests {
     fn a_config_file_is_read_relative_to_itself() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
-        std::fs::write(&path, "plugin_dirs = [\"p\", \"/abs\"]\ncache_dir = \"c\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "plugin_dirs = [\"p\", \"/abs\"]\ncache_dir = \"c\"\n[reload]\ndebounce_ms = 40\nmax_retired_generations = 3\n",
+        )
+        .unwrap();
         let config = HostConfig::from_file(&path).unwrap();
         assert_eq!(config.plugin_dirs, vec![dir.path().join("p"), PathBuf::from("/abs")]);
         assert_eq!(config.cache_dir, dir.path().join("c"));
+        let expected = ReloadConfig { debounce: Duration::from_millis(40), max_retired_generations: 3, ..Default::default() };
+        assert_eq!(config.reload, expected);
     }
 
     #[test]

@@ -239,6 +239,44 @@ pub enum LoadError {
         /// The plugin's message.
         message: String,
     },
+    /// The library file changed while it was being read: something is still writing it.
+    #[error("{} changed while it was read: it is still being written; it is read again once it stays unchanged", path.display())]
+    Unstable {
+        /// The library.
+        path: PathBuf,
+    },
+    /// The serving generation's state could not be handed to the new one (`berth.state/1`).
+    #[error("state hand-over failed: {reason}")]
+    StateHandover {
+        /// What failed and what to do.
+        reason: String,
+    },
+    /// The plugin refused a changed `[config]` (`berth.reconfigure/1`); it keeps its previous config.
+    #[error("the new [config] was refused ({kind:?}): {message}; the plugin keeps serving with its previous config")]
+    Reconfigure {
+        /// The plugin's error kind.
+        kind: ErrorKind,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The plugin has as many retired generations as the host allows (each keeps its library mapped).
+    #[error(
+        "{retired} retired generations already pin {} of libraries (max_retired_generations = {limit}); restart the host to reclaim that memory, or raise [reload].max_retired_generations in the host configuration",
+        mebibytes(*bytes)
+    )]
+    RetiredLimit {
+        /// How many generations are retired.
+        retired: u64,
+        /// The bytes of the libraries they keep mapped.
+        bytes: u64,
+        /// The configured limit.
+        limit: u32,
+    },
+}
+
+/// `bytes` as MiB with one decimal, for messages.
+pub(crate) fn mebibytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 impl LoadError {
@@ -316,6 +354,14 @@ pub enum CallError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HostError {
+    /// A plugin directory cannot be watched.
+    #[error("cannot watch plugin directory {}: {reason}; create it or fix the host configuration", dir.display())]
+    Watch {
+        /// The directory.
+        dir: PathBuf,
+        /// The watcher's message.
+        reason: String,
+    },
     /// The private cache directory cannot be created or is unsafe.
     #[error("private cache {}: {reason}", dir.display())]
     Cache {

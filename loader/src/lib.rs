@@ -11,6 +11,7 @@
 //! let config = HostConfig {
 //!     plugin_dirs: vec![dir.path().join("plugins")],
 //!     cache_dir: dir.path().join("cache"),
+//!     ..HostConfig::default()
 //! };
 //! # std::fs::create_dir(&config.plugin_dirs[0]).unwrap();
 //! let host = Host::new(config)?;
@@ -57,16 +58,20 @@ mod host;
 mod load;
 mod logbridge;
 pub mod manifest;
+mod reconcile;
 mod registry;
 mod verify;
+mod watch;
 
 pub use berth_plugin_api::{ErrorKind, HealthStatus, Interface, ext};
-pub use config::{HostConfig, PLUGIN_PATH_ENV};
+pub use config::{HostConfig, PLUGIN_PATH_ENV, ReloadConfig};
 pub use error::{CallError, HostError, LoadError, LoadFailure, ManifestError};
-pub use host::{Host, LoadReport, inspect_library};
+pub use host::{Host, inspect_library};
 pub use load::LibraryInfo;
 pub use manifest::{Manifest, PluginName};
-pub use registry::{Event, Health, PluginHandle, PluginState, PluginStatus};
+pub use reconcile::LoadReport;
+pub use registry::{Event, EventKind, Health, PluginHandle, PluginState, PluginStatus, Retired};
+pub use watch::Watcher;
 
 /// The berth-plugin-api version this host is built against.
 pub const HOST_API_VERSION: &str = berth_plugin_api::API_VERSION;

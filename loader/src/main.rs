@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use berth::{Host, HostConfig, LoadFailure, LoadReport, PLUGIN_PATH_ENV, PluginStatus};
 use clap::{Parser, Subcommand};
@@ -57,6 +58,16 @@ enum Command {
         /// A plugin name, a library path or a manifest path.
         target: String,
     },
+    /// Keep the host running, watching the plugin directories and hot-reloading what changes; print every
+    /// lifecycle event. Ctrl-C or SIGTERM shuts the plugins down (dependents first) and exits.
+    Run {
+        /// Call a plugin repeatedly while running and print each answer: "PLUGIN METHOD [INPUT]".
+        #[arg(long, value_name = "CALL")]
+        call: Option<String>,
+        /// How often --call calls (e.g. 250ms, 1s).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        every: Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -101,13 +112,93 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
         }
     }
     let host = Host::new(config).map_err(|e| e.to_string())?;
+    if let Command::Run { call, every } = &cli.command {
+        return run_host(host, call.as_deref(), *every);
+    }
     let report = host.load_all();
     match &cli.command {
         Command::List { json } => list(&host, &report, *json),
         Command::Check { verbose } => Ok(check(&report, *verbose)),
         Command::Call { plugin, method, input } => call(&host, plugin, method, input.as_deref()),
         Command::Info { target } => info(&host, &report, target),
+        Command::Run { .. } => unreachable!("handled above"),
     }
+}
+
+/// `berth run`: load, watch, print events (and the answers of `--call`) until Ctrl-C or SIGTERM.
+fn run_host(host: Host, call: Option<&str>, every: Duration) -> Result<ExitCode, String> {
+    let call = call.map(parse_call).transpose()?;
+    let events = host.subscribe();
+    let printer = std::thread::spawn(move || {
+        for event in events {
+            println!("event: {event}");
+        }
+    });
+    let report = host.load_all();
+    for failure in report.failures.iter().filter(|f| f.plugin.is_none()) {
+        println!("event: {failure}");
+    }
+    let watcher = host.watch().map_err(|e| e.to_string())?;
+    let dirs: Vec<String> = host.config().plugin_dirs.iter().map(|d| d.display().to_string()).collect();
+    println!("berth: serving, watching {}; Ctrl-C or SIGTERM stops", dirs.join(", "));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let caller = async {
+            let Some((plugin, method, input)) = &call else { return std::future::pending().await };
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                ticks.tick().await;
+                let answer = host.plugin(plugin).and_then(|handle| handle.call(method, input.as_bytes()));
+                match answer {
+                    Ok(output) => println!("call {plugin} {method}: {}", String::from_utf8_lossy(&output)),
+                    Err(error) => println!("call {plugin} {method}: error: {error}"),
+                }
+            }
+        };
+        tokio::select! {
+            signal = stop_signal() => signal,
+            never = caller => never,
+        }
+    })?;
+    println!("berth: stopping");
+    drop(watcher);
+    host.shutdown();
+    drop(host);
+    let _ = printer.join();
+    println!("berth: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// "PLUGIN METHOD [INPUT]" (INPUT is JSON, `{}` when left out).
+fn parse_call(text: &str) -> Result<(String, String, String), String> {
+    let mut parts = text.trim().splitn(3, char::is_whitespace);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(plugin), Some(method), input) if !plugin.is_empty() => {
+            let input = input.map_or("{}", str::trim).to_owned();
+            serde_json::from_str::<serde_json::Value>(&input).map_err(|e| format!("--call INPUT is not JSON: {e}"))?;
+            Ok((plugin.to_owned(), method.to_owned(), input))
+        }
+        _ => Err(format!("--call {text:?}: expected \"PLUGIN METHOD [INPUT]\"")),
+    }
+}
+
+/// Waits for Ctrl-C, or SIGTERM on Unix.
+async fn stop_signal() -> Result<(), String> {
+    let ctrl_c = async { tokio::signal::ctrl_c().await.map_err(|e| format!("cannot listen for Ctrl-C: {e}")) };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
+        tokio::select! {
+            result = ctrl_c => result,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await
 }
 
 fn list(host: &Host, report: &LoadReport, json: bool) -> Result<ExitCode, String> {
@@ -145,6 +236,9 @@ fn list(host: &Host, report: &LoadReport, json: bool) -> Result<ExitCode, String
 fn detail(status: &PluginStatus) -> String {
     match (&status.reason, &status.library) {
         (Some(reason), _) => reason.clone(),
+        (None, Some(_)) if status.reload_error.is_some() => {
+            format!("last reload refused: {}", status.reload_error.as_deref().unwrap_or_default())
+        }
         (None, Some(library)) => format!("{} ({}, {})", status.manifest.display(), library.profile, library.rustc),
         (None, None) => status.manifest.display().to_string(),
     }
@@ -240,8 +334,11 @@ fn info(host: &Host, report: &LoadReport, target: &str) -> Result<ExitCode, Stri
     if let Some(reason) = &status.reason {
         println!("reason:     {reason}");
     }
+    if let Some(error) = &status.reload_error {
+        println!("reload:     last reload refused: {error}");
+    }
     if let (Some(generation), Some(library), Some(sha256)) = (status.generation, &status.library, &status.sha256) {
-        println!("generation: {generation}");
+        println!("generation: {generation} ({} retired, pinning {} bytes)", status.retired_generations, status.retired_bytes);
         println!("sha256:     {sha256}");
         print_library(library);
         if let Ok(health) = host.plugin(target).and_then(|h| h.health()) {

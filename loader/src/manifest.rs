@@ -66,7 +66,7 @@ impl<'de> Deserialize<'de> for PluginName {
 }
 
 /// A validated manifest.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
     /// The manifest file.
     pub path: PathBuf,
@@ -89,7 +89,7 @@ pub struct Manifest {
 }
 
 /// The `[library]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Libraries {
     /// The Linux library (`.so`).

@@ -1,10 +1,12 @@
 //! The registry: every plugin the host knows, by name, with its lifecycle state and (when active) its current
 //! generation. Callers hold [`PluginHandle`]s; a call loads the current generation with one atomic read
 //! (`arc-swap`), never a lock, so many threads call at once without serialising, and a call in flight keeps
-//! the generation it started on alive until it returns.
+//! the generation it started on alive until it returns. A reload swaps a fully created generation in with
+//! one atomic store; the one it replaces is retired (shut down once its last call returns, its library kept
+//! mapped: libraries are never unloaded) and counted.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,9 +22,10 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::error::CallError;
 use crate::load::LibraryInfo;
 use crate::manifest::{Manifest, PluginName};
+use crate::verify::FileStamp;
 
 /// Where a plugin is in its lifecycle: Discovered -> Validated -> Loaded -> Active, or Failed (reason kept),
-/// Disabled (by its manifest), Retired (shut down).
+/// Disabled (by its manifest), Removed (its manifest is gone), Retired (shut down with the host).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
@@ -39,7 +42,9 @@ pub enum PluginState {
     Failed,
     /// Its manifest says `enabled = false`.
     Disabled,
-    /// It was shut down.
+    /// Its manifest was deleted.
+    Removed,
+    /// It was shut down with the host.
     Retired,
 }
 
@@ -50,17 +55,76 @@ impl fmt::Display for PluginState {
     }
 }
 
-/// A lifecycle transition, as subscribers receive it.
+/// What happened to a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A step of the first load: the state is `Discovered`, `Validated` or `Loaded`.
+    Progress,
+    /// A generation started serving where none was (the first load, or after a failure or `enabled = false`).
+    Loaded,
+    /// A new generation replaced the serving one, which is retired.
+    Reloaded {
+        /// The version of the generation replaced.
+        from_version: String,
+        /// Its number.
+        from_generation: u64,
+    },
+    /// A changed `[config]` was applied to the serving generation, without a reload.
+    Reconfigured,
+    /// A new library, manifest edit or config was refused; the serving generation keeps serving. `detail` is
+    /// the reason.
+    ReloadFailed,
+    /// It could not be loaded or it panicked, and nothing of it serves. `detail` is the reason.
+    Failed,
+    /// Its manifest says `enabled = false`: taken out of service.
+    Disabled,
+    /// Its manifest was deleted: taken out of service.
+    Removed,
+    /// Shut down with the host.
+    Retired,
+}
+
+/// A lifecycle event, as subscribers receive it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// The plugin.
     pub plugin: PluginName,
-    /// The state it moved to.
+    /// What happened.
+    pub kind: EventKind,
+    /// The plugin's state after it.
     pub state: PluginState,
-    /// The generation concerned, when there is one.
+    /// The generation serving after it (or the one concerned, for `Retired`), if any.
     pub generation: Option<u64>,
-    /// Why, or with what (the failure reason, the manifest, the version).
+    /// The version of that generation, else the manifest's.
+    pub version: String,
+    /// Why, or with what: the failure reason, the manifest, the library's digest.
     pub detail: String,
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (plugin, version) = (&self.plugin, &self.version);
+        let generation = self.generation.map(|g| format!(" (generation {g})")).unwrap_or_default();
+        match &self.kind {
+            EventKind::Progress => write!(f, "{plugin}: {}: {}", self.state, self.detail),
+            EventKind::Loaded => write!(f, "{plugin}: loaded {version}{generation}"),
+            EventKind::Reloaded { from_version, from_generation } => write!(
+                f,
+                "{plugin}: reloaded {from_version} (generation {from_generation}) -> {version}{generation}"
+            ),
+            EventKind::Reconfigured => write!(f, "{plugin}: reconfigured {version}{generation}: {}", self.detail),
+            EventKind::ReloadFailed => write!(
+                f,
+                "{plugin}: reload refused, {version}{generation} keeps serving: {}",
+                self.detail
+            ),
+            EventKind::Failed => write!(f, "{plugin}: failed: {}", self.detail),
+            EventKind::Disabled => write!(f, "{plugin}: disabled: {}", self.detail),
+            EventKind::Removed => write!(f, "{plugin}: removed: {}", self.detail),
+            EventKind::Retired => write!(f, "{plugin}: shut down{generation}: {}", self.detail),
+        }
+    }
 }
 
 /// A snapshot of one plugin's status.
@@ -70,8 +134,10 @@ pub struct PluginStatus {
     pub name: PluginName,
     /// Its state.
     pub state: PluginState,
-    /// Why it is failed or disabled.
+    /// Why it is failed, disabled or removed.
     pub reason: Option<String>,
+    /// The last refused reload, while the generation before it keeps serving.
+    pub reload_error: Option<String>,
     /// Its manifest.
     pub manifest: PathBuf,
     /// The version its manifest declares.
@@ -82,6 +148,19 @@ pub struct PluginStatus {
     pub library: Option<LibraryInfo>,
     /// The SHA-256 of the active library.
     pub sha256: Option<String>,
+    /// Generations of this plugin no longer serving: each keeps its library mapped until the process exits.
+    pub retired_generations: u64,
+    /// The bytes of the libraries only retired generations use (each distinct library counted once).
+    pub retired_bytes: u64,
+}
+
+/// The retired generations of every plugin, and the bytes of library they keep mapped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Retired {
+    /// Retired generations.
+    pub generations: u64,
+    /// Bytes of the distinct libraries that only retired generations use.
+    pub bytes: u64,
 }
 
 /// One load of a plugin: its manifest, the library it came from, and the instance.
@@ -90,7 +169,28 @@ pub(crate) struct Generation {
     pub manifest: Manifest,
     pub library: LibraryInfo,
     pub sha256: String,
+    /// The library file as it was read.
+    pub stamp: FileStamp,
     pub object: PluginObject,
+}
+
+impl Generation {
+    /// The extension interface `I` of this generation's instance, layout-checked: `None` when the plugin does
+    /// not provide it, an error (the first layout difference) when it does with another layout.
+    pub(crate) fn extension<I: Interface>(&self) -> Result<Option<I::Handle>, String> {
+        let Some(extension) = self.object.extension(RStr::from_str(I::ID)).into_option() else {
+            return Ok(None);
+        };
+        extension.into_object::<I>().map(|object| Some(I::handle(object))).map_err(|mismatch| mismatch.summary)
+    }
+}
+
+/// The manifest the serving generation runs with (its `[config]` as last applied) and its library file as
+/// last seen.
+#[derive(Clone)]
+pub(crate) struct Applied {
+    pub manifest: Manifest,
+    pub stamp: FileStamp,
 }
 
 impl Drop for Generation {
@@ -116,8 +216,17 @@ impl Subscribers {
 struct SlotStatus {
     state: PluginState,
     reason: Option<String>,
+    reload_error: Option<String>,
     manifest: PathBuf,
     version: String,
+    applied: Option<Applied>,
+    /// The manifest and library of the last load that failed with nothing serving: not retried unchanged.
+    failed_attempt: Option<(Manifest, Option<FileStamp>)>,
+    retired: u64,
+    /// Every library loaded for this plugin: digest -> bytes.
+    libraries: BTreeMap<String, u64>,
+    /// When its current generation was swapped in, in the registry's order (for shutdown in reverse).
+    activated: u64,
 }
 
 struct Slot {
@@ -129,26 +238,59 @@ struct Slot {
 }
 
 impl Slot {
-    fn transition(&self, state: PluginState, generation: Option<u64>, detail: String) {
-        {
-            let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+    fn status(&self) -> std::sync::MutexGuard<'_, SlotStatus> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn emit(&self, kind: EventKind, state: PluginState, generation: Option<u64>, version: String, detail: String) {
+        let event = Event { plugin: self.name.clone(), kind, state, generation, version, detail };
+        match event.kind {
+            EventKind::Failed | EventKind::ReloadFailed => tracing::warn!(plugin = %self.name, "{event}"),
+            EventKind::Progress => tracing::debug!(plugin = %self.name, "{event}"),
+            _ => tracing::info!(plugin = %self.name, "{event}"),
+        }
+        self.subscribers.send(event);
+    }
+
+    /// Swaps `generation` in (or nothing) and counts the one it replaces as retired.
+    fn replace(&self, generation: Option<Arc<Generation>>) -> Option<Arc<Generation>> {
+        let previous = self.current.swap(generation);
+        if previous.is_some() {
+            self.status().retired += 1;
+        }
+        previous
+    }
+
+    /// Moves to `state`. Failed, Disabled, Removed and Retired take the serving generation (if any) out of
+    /// service; calls in flight finish on it.
+    fn transition(&self, state: PluginState, detail: String) {
+        let stops = matches!(
+            state,
+            PluginState::Failed | PluginState::Disabled | PluginState::Removed | PluginState::Retired
+        );
+        let previous = if stops { self.replace(None) } else { None };
+        let version = {
+            let mut status = self.status();
             status.state = state;
-            status.reason = matches!(state, PluginState::Failed | PluginState::Disabled | PluginState::Retired)
-                .then(|| detail.clone());
-        }
-        if matches!(state, PluginState::Failed | PluginState::Disabled | PluginState::Retired) {
-            // Whatever generation was serving stops serving new calls (calls in flight finish on it).
-            self.current.store(None);
-        }
-        match state {
-            PluginState::Failed => tracing::warn!(plugin = %self.name, state = %state, "{detail}"),
-            _ => tracing::info!(plugin = %self.name, state = %state, generation, "{detail}"),
-        }
-        self.subscribers.send(Event { plugin: self.name.clone(), state, generation, detail });
+            status.reason = stops.then(|| detail.clone());
+            if stops {
+                status.applied = None;
+                status.reload_error = None;
+            }
+            status.version.clone()
+        };
+        let kind = match state {
+            PluginState::Failed => EventKind::Failed,
+            PluginState::Disabled => EventKind::Disabled,
+            PluginState::Removed => EventKind::Removed,
+            PluginState::Retired => EventKind::Retired,
+            _ => EventKind::Progress,
+        };
+        self.emit(kind, state, previous.as_ref().map(|g| g.number), version, detail);
     }
 
     fn not_active(&self) -> CallError {
-        let status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let status = self.status();
         CallError::NotActive {
             plugin: self.name.to_string(),
             state: status.state,
@@ -162,6 +304,7 @@ impl Slot {
 pub(crate) struct Registry {
     slots: RwLock<BTreeMap<PluginName, Arc<Slot>>>,
     subscribers: Arc<Subscribers>,
+    activations: AtomicU64,
 }
 
 impl Registry {
@@ -169,6 +312,10 @@ impl Registry {
         let (sender, receiver) = mpsc::channel();
         self.subscribers.0.lock().unwrap_or_else(|e| e.into_inner()).push(sender);
         receiver
+    }
+
+    fn get(&self, name: &PluginName) -> Option<Arc<Slot>> {
+        self.slots.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
     }
 
     fn slot(&self, manifest: &Manifest) -> Arc<Slot> {
@@ -180,24 +327,53 @@ impl Registry {
                 status: Mutex::new(SlotStatus {
                     state: PluginState::Discovered,
                     reason: None,
+                    reload_error: None,
                     manifest: manifest.path.clone(),
                     version: manifest.version.to_string(),
+                    applied: None,
+                    failed_attempt: None,
+                    retired: 0,
+                    libraries: BTreeMap::new(),
+                    activated: 0,
                 }),
                 generations: AtomicU64::new(0),
                 subscribers: Arc::clone(&self.subscribers),
             })
         });
-        {
-            let mut status = slot.status.lock().unwrap_or_else(|e| e.into_inner());
-            status.manifest = manifest.path.clone();
-            status.version = manifest.version.to_string();
-        }
         Arc::clone(slot)
     }
 
-    /// Records a transition of the plugin `manifest` describes (creating its entry when new).
+    /// Moves the known plugin `name` to an end state (see `Slot::transition`).
+    pub(crate) fn transition_named(&self, name: &PluginName, state: PluginState, detail: String) {
+        if let Some(slot) = self.get(name) {
+            slot.transition(state, detail);
+        }
+    }
+
+    /// Records a step or an end state of the plugin `manifest` describes (creating its entry when new).
     pub(crate) fn transition(&self, manifest: &Manifest, state: PluginState, detail: String) {
-        self.slot(manifest).transition(state, None, detail);
+        let slot = self.slot(manifest);
+        if slot.current.load().is_none() {
+            let mut status = slot.status();
+            status.manifest = manifest.path.clone();
+            status.version = manifest.version.to_string();
+        }
+        slot.transition(state, detail);
+    }
+
+    /// Records that loading `manifest`'s library (`stamp`) failed with nothing serving, so that the same
+    /// files are not tried again until one of them changes.
+    pub(crate) fn record_failed_attempt(&self, manifest: &Manifest, stamp: Option<FileStamp>) {
+        self.slot(manifest).status().failed_attempt = Some((manifest.clone(), stamp));
+    }
+
+    /// Whether the last load of this plugin failed on exactly this manifest and library.
+    pub(crate) fn failed_before(&self, manifest: &Manifest, stamp: Option<FileStamp>) -> bool {
+        self.get(&manifest.name).is_some_and(|slot| {
+            let status = slot.status();
+            status.state == PluginState::Failed
+                && status.failed_attempt.as_ref().is_some_and(|(m, s)| m == manifest && *s == stamp)
+        })
     }
 
     /// The next generation number for this plugin.
@@ -205,17 +381,114 @@ impl Registry {
         self.slot(manifest).generations.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Makes `generation` the one that serves its plugin.
+    /// The generation serving `name`, if any.
+    pub(crate) fn serving(&self, name: &PluginName) -> Option<Arc<Generation>> {
+        self.get(name).and_then(|slot| slot.current.load_full())
+    }
+
+    /// The manifest the serving generation of `name` runs with, and its library as last seen.
+    pub(crate) fn applied(&self, name: &PluginName) -> Option<Applied> {
+        self.get(name).and_then(|slot| slot.status().applied.clone())
+    }
+
+    /// The state of `name` and the manifest path it was last seen at, for every plugin known.
+    pub(crate) fn known(&self) -> Vec<(PluginName, PluginState, PathBuf)> {
+        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        slots
+            .values()
+            .map(|slot| {
+                let status = slot.status();
+                (slot.name.clone(), status.state, status.manifest.clone())
+            })
+            .collect()
+    }
+
+    /// How many retired generations `name` has, and the bytes of the libraries only they use.
+    pub(crate) fn retired(&self, name: &PluginName) -> Retired {
+        self.get(name).map(|slot| retired_of(&slot)).unwrap_or_default()
+    }
+
+    /// Every plugin's retired generations and the bytes of the libraries no serving generation uses.
+    pub(crate) fn retired_total(&self) -> Retired {
+        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        let mut serving = BTreeSet::new();
+        let mut libraries = BTreeMap::new();
+        let mut generations = 0;
+        for slot in slots.values() {
+            if let Some(current) = slot.current.load().as_ref() {
+                serving.insert(current.sha256.clone());
+            }
+            let status = slot.status();
+            generations += status.retired;
+            libraries.extend(status.libraries.iter().map(|(sha, bytes)| (sha.clone(), *bytes)));
+        }
+        let bytes = libraries.iter().filter(|(sha, _)| !serving.contains(*sha)).map(|(_, bytes)| bytes).sum();
+        Retired { generations, bytes }
+    }
+
+    /// Makes `generation` the one that serves its plugin; the one it replaces (if any) is retired.
     pub(crate) fn activate(&self, generation: Generation) {
         let slot = self.slot(&generation.manifest);
-        let (number, detail) = (generation.number, format!("version {}", generation.manifest.version));
-        slot.current.store(Some(Arc::new(generation)));
-        slot.transition(PluginState::Active, Some(number), detail);
+        let (number, version) = (generation.number, generation.manifest.version.to_string());
+        let detail = format!("sha256 {} from {}", generation.sha256, generation.manifest.path.display());
+        {
+            let mut status = slot.status();
+            status.libraries.insert(generation.sha256.clone(), generation.stamp.len());
+            status.applied = Some(Applied { manifest: generation.manifest.clone(), stamp: generation.stamp });
+            status.manifest = generation.manifest.path.clone();
+            status.version = version.clone();
+            status.state = PluginState::Active;
+            status.reason = None;
+            status.reload_error = None;
+            status.failed_attempt = None;
+            status.activated = self.activations.fetch_add(1, Ordering::Relaxed) + 1;
+        }
+        let previous = slot.replace(Some(Arc::new(generation)));
+        let kind = match &previous {
+            Some(previous) => EventKind::Reloaded {
+                from_version: previous.manifest.version.to_string(),
+                from_generation: previous.number,
+            },
+            None => EventKind::Loaded,
+        };
+        drop(previous);
+        slot.emit(kind, PluginState::Active, Some(number), version, detail);
+    }
+
+    /// Reports a refused reload of `name`; its serving generation keeps serving.
+    pub(crate) fn reload_failed(&self, name: &PluginName, reason: String) {
+        let Some(slot) = self.get(name) else { return };
+        let (generation, version) = {
+            let current = slot.current.load();
+            let mut status = slot.status();
+            status.reload_error = Some(reason.clone());
+            (current.as_ref().map(|g| g.number), current.as_ref().map(|g| g.manifest.version.to_string()))
+        };
+        slot.emit(EventKind::ReloadFailed, PluginState::Active, generation, version.unwrap_or_default(), reason);
+    }
+
+    /// Records that the serving generation of `applied.manifest.name` now runs with `applied` (its new
+    /// `[config]` applied, its library touched but unchanged, or only a description changed); `event` says
+    /// whether to report a reconfiguration.
+    pub(crate) fn applied_in_place(&self, applied: Applied, event: bool) {
+        let manifest = applied.manifest.clone();
+        let manifest = &manifest;
+        let slot = self.slot(manifest);
+        let generation = slot.current.load().as_ref().map(|g| g.number);
+        {
+            let mut status = slot.status();
+            status.applied = Some(applied);
+            status.manifest = manifest.path.clone();
+            status.reload_error = None;
+        }
+        if event {
+            let detail = format!("[config] from {}", manifest.path.display());
+            slot.emit(EventKind::Reconfigured, PluginState::Active, generation, manifest.version.to_string(), detail);
+        }
     }
 
     pub(crate) fn handle(&self, name: &str) -> Result<PluginHandle, CallError> {
-        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
-        let slot = PluginName::new(name).ok().and_then(|name| slots.get(&name).cloned());
+        let slot = PluginName::new(name).ok().and_then(|name| self.get(&name));
         slot.map(|slot| PluginHandle { slot }).ok_or_else(|| CallError::UnknownPlugin(name.to_owned()))
     }
 
@@ -225,32 +498,45 @@ impl Registry {
             .values()
             .map(|slot| {
                 let current = slot.current.load_full();
-                let status = slot.status.lock().unwrap_or_else(|e| e.into_inner());
+                let retired = retired_of(slot);
+                let status = slot.status();
                 PluginStatus {
                     name: slot.name.clone(),
                     state: status.state,
                     reason: status.reason.clone(),
+                    reload_error: status.reload_error.clone(),
                     manifest: status.manifest.clone(),
                     version: status.version.clone(),
                     generation: current.as_ref().map(|g| g.number),
                     library: current.as_ref().map(|g| g.library.clone()),
                     sha256: current.as_ref().map(|g| g.sha256.clone()),
+                    retired_generations: retired.generations,
+                    retired_bytes: retired.bytes,
                 }
             })
             .collect()
     }
 
-    /// Takes every plugin out of service; each generation shuts down when its last call returns.
+    /// Takes every plugin out of service, the last activated first (so dependents go before what they
+    /// depend on); each generation shuts down when its last call returns.
     pub(crate) fn shutdown(&self) {
-        let slots: Vec<Arc<Slot>> = self.slots.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let mut slots: Vec<Arc<Slot>> =
+            self.slots.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        slots.sort_by_key(|slot| std::cmp::Reverse(slot.status().activated));
         for slot in slots {
-            if let Some(generation) = slot.current.swap(None) {
-                let number = generation.number;
-                drop(generation);
-                slot.transition(PluginState::Retired, Some(number), "host shut down".to_owned());
+            if slot.current.load().is_some() {
+                slot.transition(PluginState::Retired, "host shut down".to_owned());
             }
         }
     }
+}
+
+fn retired_of(slot: &Slot) -> Retired {
+    let current = slot.current.load();
+    let serving = current.as_ref().map(|g| g.sha256.as_str());
+    let status = slot.status();
+    let bytes = status.libraries.iter().filter(|(sha, _)| Some(sha.as_str()) != serving).map(|(_, b)| b).sum();
+    Retired { generations: status.retired, bytes }
 }
 
 /// A caller's handle on one plugin: cheap to clone, `Send + Sync`, and always reaching the plugin's current
@@ -277,7 +563,7 @@ impl PluginHandle {
 
     /// The plugin's state now.
     pub fn state(&self) -> PluginState {
-        self.slot.status.lock().unwrap_or_else(|e| e.into_inner()).state
+        self.slot.status().state
     }
 
     /// The generation serving now, if any.
@@ -337,16 +623,15 @@ impl PluginHandle {
         let generation = current.as_ref().ok_or_else(|| self.slot.not_active())?;
         let refuse =
             |reason: String| CallError::Extension { plugin: self.slot.name.to_string(), id: I::ID.to_owned(), reason };
-        let extension = generation.object.extension(RStr::from_str(I::ID)).into_option();
-        let extension = extension.ok_or_else(|| refuse("not provided by this plugin".to_owned()))?;
-        extension.into_object::<I>().map(I::handle).map_err(|mismatch| refuse(mismatch.summary))
+        generation.extension::<I>().map_err(refuse)?.ok_or_else(|| refuse("not provided by this plugin".to_owned()))
     }
 
     /// Takes `generation` out of service after a panic (unless a newer one already replaced it).
     fn fault(&self, generation: &Arc<Generation>, reason: &str) {
         let previous = self.slot.current.compare_and_swap(generation, None);
         if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, generation)) {
-            self.slot.transition(PluginState::Failed, Some(generation.number), reason.to_owned());
+            self.slot.status().retired += 1;
+            self.slot.transition(PluginState::Failed, format!("generation {}: {reason}", generation.number));
         }
     }
 }

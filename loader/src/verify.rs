@@ -12,6 +12,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::{Endianness, FileKind, elf};
@@ -28,13 +29,57 @@ pub(crate) struct Verified {
     pub bytes: Vec<u8>,
     /// Lowercase hex SHA-256 of the bytes.
     pub sha256: String,
+    /// The file as it was when it was read.
+    pub stamp: FileStamp,
+}
+
+/// What tells a file's versions apart without reading it: size, modification time and, on Unix, device and
+/// inode (a rename-replace changes the inode, a copy over the file its time and size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    id: (u64, u64),
+}
+
+impl FileStamp {
+    /// The stamp of the file at `path` (symlinks followed), if it exists.
+    pub(crate) fn of(path: &Path) -> Option<FileStamp> {
+        fs::metadata(path).ok().map(|metadata| FileStamp::from_metadata(&metadata))
+    }
+
+    fn from_metadata(metadata: &fs::Metadata) -> FileStamp {
+        #[cfg(unix)]
+        let id = {
+            use std::os::unix::fs::MetadataExt;
+            (metadata.dev(), metadata.ino())
+        };
+        #[cfg(not(unix))]
+        let id = (0, 0);
+        FileStamp { len: metadata.len(), modified: metadata.modified().ok(), id }
+    }
+
+    /// How long ago the file was last modified (zero for a time in the future).
+    pub(crate) fn age(&self) -> Duration {
+        self.modified.and_then(|time| time.elapsed().ok()).unwrap_or(Duration::ZERO)
+    }
+
+    /// The file's size in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// The library file `manifest` names for this platform, inside its directory (not yet checked).
+pub(crate) fn library_path(manifest: &Manifest) -> Result<PathBuf, LoadError> {
+    Ok(manifest.dir().join(&manifest.platform_library()?.path))
 }
 
 /// Resolves, reads and checks the manifest's library for this platform.
 pub(crate) fn verify_library(manifest: &Manifest) -> Result<Verified, LoadError> {
     let entry = manifest.platform_library()?;
     let dir = manifest.dir();
-    let joined = dir.join(&entry.path);
+    let joined = library_path(manifest)?;
     let io_error = |path: &Path| {
         let path = path.to_owned();
         move |source: io::Error| LoadError::Io { path, source }
@@ -56,12 +101,18 @@ pub(crate) fn verify_library(manifest: &Manifest) -> Result<Verified, LoadError>
         });
     }
     // Checked before opening: opening a FIFO or a device could block or have effects.
-    if !fs::metadata(&source).map_err(io_error(&source))?.is_file() {
+    let before = fs::metadata(&source).map_err(io_error(&source))?;
+    if !before.is_file() {
         return Err(LoadError::NotARegularFile { field: PLATFORM, path: joined });
     }
     let mut file = File::open(&source).map_err(io_error(&source))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(io_error(&source))?;
+    let stamp = FileStamp::from_metadata(&before);
+    // A writer still at work shows as a different size, time or inode after the read than before it.
+    if FileStamp::of(&source) != Some(stamp) || bytes.len() as u64 != stamp.len {
+        return Err(LoadError::Unstable { path: source });
+    }
     check_binary(&source, &bytes)?;
     let sha256 = sha256_hex(&bytes);
     if let Some(expected) = &entry.sha256 {
@@ -69,7 +120,7 @@ pub(crate) fn verify_library(manifest: &Manifest) -> Result<Verified, LoadError>
             return Err(LoadError::HashMismatch { path: source, expected: expected.clone(), found: sha256 });
         }
     }
-    Ok(Verified { source, bytes, sha256 })
+    Ok(Verified { source, bytes, sha256, stamp })
 }
 
 /// Checks that `bytes` are a complete shared library this host can load, without loading it.
@@ -225,25 +276,25 @@ impl PrivateCache {
         self.dir.join(format!("{sha256}{}", std::env::consts::DLL_SUFFIX))
     }
 
-    /// Writes `verified` into the cache (unless a copy of the same content is already there) and returns the
-    /// copy's path. The copy is written under a temporary name and renamed, so the final name only ever holds
-    /// complete bytes, and it is made read-only.
-    pub(crate) fn store(&self, verified: &Verified) -> Result<PathBuf, LoadError> {
-        let path = self.path_for(&verified.sha256);
-        if fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == verified.bytes.len() as u64) {
+    /// Writes `bytes` (whose digest is `sha256`) into the cache unless a copy of the same content is already
+    /// there, and returns the copy's path. The copy is written under a temporary name and renamed, so the final
+    /// name only ever holds complete bytes, and it is made read-only.
+    pub(crate) fn store(&self, sha256: &str, bytes: &[u8]) -> Result<PathBuf, LoadError> {
+        let path = self.path_for(sha256);
+        if fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64) {
             return Ok(path);
         }
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let temp = self.dir.join(format!(
             ".{}.{}.{}.tmp",
-            verified.sha256,
+            sha256,
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let cache_error = |source: io::Error| LoadError::Cache { dir: self.dir.clone(), source };
         let write = || -> io::Result<()> {
             let mut file = File::create_new(&temp)?;
-            file.write_all(&verified.bytes)?;
+            file.write_all(bytes)?;
             let mut permissions = file.metadata()?.permissions();
             permissions.set_readonly(true);
             file.set_permissions(permissions)?;

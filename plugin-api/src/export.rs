@@ -80,12 +80,16 @@ extern "C" fn create<P: Plugin>(config: RStr<'_>, host: HostContext) -> RResult<
     install_panic_hook();
     guard(|| {
         crate::log::install(host.logger, host.max_level);
-        let config: P::Config =
-            serde_json::from_str(config.as_str()).map_err(|e| Error::invalid_config(format!("[config]: {e}")))?;
+        let config = decode_config::<P>(config.as_str())?;
         let context = Host::new(host.plugin.into_string(), host.generation);
         let plugin = P::create(config, &context)?;
         Ok(PluginInstance_TO::from_value(Exported(Shared::new(plugin)), TD_Opaque))
     })
+}
+
+/// Decodes the manifest's `[config]` table (as JSON) into the plugin's `Config`.
+pub(crate) fn decode_config<P: Plugin>(json: &str) -> Result<P::Config, Error> {
+    serde_json::from_str(json).map_err(|e| Error::invalid_config(format!("[config]: {e}")))
 }
 
 /// An author's plugin behind the instance vtable.
@@ -116,6 +120,9 @@ impl<P: Plugin> PluginInstance for Exported<P> {
         })
     }
 }
+
+/// An author's implementation behind an extension vtable: every method is fenced with [`guard`].
+pub(crate) struct Guarded<T>(pub(crate) Shared<T>);
 
 /// An `Arc<T>` whose drop runs behind `catch_unwind`: the host drops plugin objects through the vtable, and a
 /// panicking `Drop` impl must not unwind into it.

@@ -5,4 +5,6 @@
 //! [`Extension`](crate::Extension), and the safe handle a host gets back. A published module never changes;
 //! a new version of an interface is a new module.
 
+pub mod reconfigure;
+pub mod state;
 pub mod text_filter;

@@ -8,7 +8,10 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::{env, fs};
 
-use berth::{Host, HostConfig};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use berth::{Event, EventKind, Host, HostConfig, ReloadConfig};
 use tempfile::TempDir;
 
 /// The workspace root.
@@ -118,11 +121,18 @@ export_plugin!(Probe);
 /// Builds (once per process and variant) the probe plugin against a copy of plugin-api modified as the
 /// variant says, and returns the library.
 pub fn api_variant(variant: ApiVariant) -> PathBuf {
-    static BUILT: Mutex<BTreeMap<ApiVariant, PathBuf>> = Mutex::new(BTreeMap::new());
+    cached_build(variant.plugin(), || build_api_variant(variant))
+}
+
+/// Runs `build` once per process and `key`, one build at a time (variants of a crate share an output name in
+/// the fixtures' target directory), and returns its result.
+fn cached_build(key: &str, build: impl FnOnce() -> PathBuf) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(path) = built.get(&variant) {
-        return path.clone();
-    }
+    built.entry(key.to_owned()).or_insert_with(build).clone()
+}
+
+fn build_api_variant(variant: ApiVariant) -> PathBuf {
     let root = root();
     let dir = fixtures_target().join("variants").join(variant.plugin());
     let _ = fs::remove_dir_all(&dir);
@@ -135,8 +145,10 @@ pub fn api_variant(variant: ApiVariant) -> PathBuf {
     );
     match variant {
         ApiVariant::Older => {
-            replace_once(&api.join("src/ext.rs"), "pub mod text_filter;", "");
-            fs::remove_file(api.join("src/ext/text_filter.rs")).expect("remove the 1.1 extension");
+            fs::write(api.join("src/ext.rs"), "//! No extension interfaces in 1.0.\n").unwrap();
+            fs::remove_dir_all(api.join("src/ext")).expect("remove the extensions added after 1.0");
+            // Only the extensions use it.
+            replace_once(&api.join("src/export.rs"), "pub(crate) struct Guarded", "#[allow(dead_code)]\npub(crate) struct Guarded");
         }
         ApiVariant::ChangedLayout => {
             replace_once(
@@ -147,14 +159,7 @@ pub fn api_variant(variant: ApiVariant) -> PathBuf {
         }
         ApiVariant::NewerMinor | ApiVariant::NextMajor => {}
     }
-    // A workspace root like ours (plugin-api inherits package fields, dependencies and lints from it).
-    let mut workspace: toml::Table = toml::from_str(&fs::read_to_string(root.join("Cargo.toml")).unwrap()).unwrap();
-    let ws = workspace["workspace"].as_table_mut().unwrap();
-    ws.insert("members".into(), toml::Value::Array(vec!["plugin-api".into(), "probe".into()]));
-    ws.remove("exclude");
-    ws["dependencies"].as_table_mut().unwrap().remove("berth");
-    fs::write(dir.join("Cargo.toml"), toml::to_string(&workspace).unwrap()).unwrap();
-    fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    write_workspace(&dir, &["plugin-api", "probe"], None);
     fs::create_dir_all(dir.join("probe/src")).unwrap();
     fs::write(
         dir.join("probe/Cargo.toml"),
@@ -166,9 +171,88 @@ pub fn api_variant(variant: ApiVariant) -> PathBuf {
     .unwrap();
     fs::write(dir.join("probe/src/lib.rs"), PROBE).unwrap();
     cargo_build(&dir.join("Cargo.toml"), &[variant.plugin()]);
-    let path = fixtures_target().join(profile()).join(library_file(variant.plugin()));
-    built.insert(variant, path.clone());
-    path
+    fixtures_target().join(profile()).join(library_file(variant.plugin()))
+}
+
+/// A build of the `reloadable` fixture: what its `mark` method answers, the state schema it writes, and the
+/// package version it reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reloadable {
+    /// Its mark.
+    pub mark: &'static str,
+    /// Its `berth.state/1` schema.
+    pub schema: u32,
+    /// Its version.
+    pub version: &'static str,
+}
+
+impl Reloadable {
+    /// Version 1.0.0, state schema 1, with this mark.
+    pub const fn marked(mark: &'static str) -> Reloadable {
+        Reloadable { mark, schema: 1, version: "1.0.0" }
+    }
+
+    /// Builds this variant (once per process) and returns its library, at a path of its own.
+    pub fn library(self) -> PathBuf {
+        let key = format!("reloadable-{}-s{}-{}", self.mark, self.schema, self.version);
+        cached_build(&key, || {
+            let dir = fixtures_target().join("variants").join(&key);
+            let _ = fs::remove_dir_all(&dir);
+            let krate = dir.join("reloadable");
+            copy_dir(&root().join("tests/fixtures/reloadable"), &krate);
+            replace_once(&krate.join("Cargo.toml"), "version = \"1.0.0\"", &format!("version = {:?}", self.version));
+            replace_once(&krate.join("Cargo.toml"), "../../../plugin-api", &root().join("plugin-api").to_string_lossy());
+            let source = krate.join("src/lib.rs");
+            replace_once(&source, "const MARK: &str = \"one\";", &format!("const MARK: &str = {:?};", self.mark));
+            replace_once(&source, "const STATE_SCHEMA: u32 = 1;", &format!("const STATE_SCHEMA: u32 = {};", self.schema));
+            fs::write(dir.join("Cargo.toml"), "[workspace]\nresolver = \"3\"\nmembers = [\"reloadable\"]\n").unwrap();
+            fs::copy(root().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+            cargo_build(&dir.join("Cargo.toml"), &["reloadable"]);
+            let library = dir.join(library_file("reloadable"));
+            fs::copy(fixtures_target().join(profile()).join(library_file("reloadable")), &library).unwrap();
+            library
+        })
+    }
+
+    /// The manifest of this variant, its library at `libreloadable.so`, with extra TOML lines.
+    pub fn manifest(self, extra: &str) -> String {
+        manifest("reloadable", self.version, &library_file("reloadable"), extra)
+    }
+}
+
+/// Writes a workspace root like ours into `dir` (members inherit package fields, dependencies and lints from
+/// it), with `members`, and our Cargo.lock. `plugin_api` replaces the path of berth-plugin-api.
+fn write_workspace(dir: &Path, members: &[&str], plugin_api: Option<&Path>) {
+    let root = root();
+    let mut workspace: toml::Table = toml::from_str(&fs::read_to_string(root.join("Cargo.toml")).unwrap()).unwrap();
+    let ws = workspace["workspace"].as_table_mut().unwrap();
+    ws.insert("members".into(), toml::Value::Array(members.iter().map(|m| (*m).into()).collect()));
+    ws.remove("exclude");
+    let dependencies = ws["dependencies"].as_table_mut().unwrap();
+    dependencies.remove("berth");
+    if let Some(path) = plugin_api {
+        dependencies["berth-plugin-api"].as_table_mut().unwrap().insert("path".into(), path.to_string_lossy().into_owned().into());
+    }
+    fs::write(dir.join("Cargo.toml"), toml::to_string(&workspace).unwrap()).unwrap();
+    fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+}
+
+/// Example plugin `plugin` rebuilt as `version`, with one change to its source (`from` -> `to` in
+/// `src/lib.rs`): a new release of it, at a path of its own.
+pub fn example_release(plugin: &str, version: &str, from: &str, to: &str) -> PathBuf {
+    let key = format!("{plugin}-{version}");
+    cached_build(&key, || {
+        let dir = fixtures_target().join("variants").join(&key);
+        let _ = fs::remove_dir_all(&dir);
+        copy_dir(&root().join("plugins").join(plugin), &dir.join(plugin));
+        replace_once(&dir.join(plugin).join("Cargo.toml"), "version = \"1.0.0\"", &format!("version = {version:?}"));
+        replace_once(&dir.join(plugin).join("src/lib.rs"), from, to);
+        write_workspace(&dir, &[plugin], Some(&root().join("plugin-api")));
+        cargo_build(&dir.join("Cargo.toml"), &[plugin]);
+        let library = dir.join(library_file(plugin));
+        fs::copy(fixtures_target().join(profile()).join(library_file(plugin)), &library).unwrap();
+        library
+    })
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -227,12 +311,22 @@ impl Layout {
 
     /// The host configuration for this layout.
     pub fn config(&self) -> HostConfig {
-        HostConfig { plugin_dirs: vec![self.plugins()], cache_dir: self.cache() }
+        HostConfig { plugin_dirs: vec![self.plugins()], cache_dir: self.cache(), ..HostConfig::default() }
     }
 
     /// A host over this layout.
     pub fn host(&self) -> Host {
         Host::new(self.config()).unwrap()
+    }
+
+    /// The configuration for watching tests: a short debounce (50 ms) and settle time (1 s).
+    pub fn watch_config(&self) -> HostConfig {
+        let reload = ReloadConfig {
+            debounce: Duration::from_millis(50),
+            settle: Duration::from_secs(1),
+            ..ReloadConfig::default()
+        };
+        HostConfig { reload, ..self.config() }
     }
 
     /// Creates `plugins/<dir>/` with `<dir>.toml` holding `manifest`; returns the directory.
@@ -267,6 +361,11 @@ impl Layout {
         )
     }
 
+    /// Adds a `reloadable` build as plugin `reloadable`, with extra manifest lines.
+    pub fn add_reloadable(&self, build: Reloadable, extra: &str) -> PathBuf {
+        self.add("reloadable", &build.manifest(extra), &build.library(), &library_file("reloadable"))
+    }
+
     /// Adds the `misbehaving` fixture as plugin `misbehaving`, its create doing `create` (ok, error, panic).
     pub fn add_misbehaving(&self, create: &str) -> PathBuf {
         let text = format!(
@@ -275,4 +374,42 @@ impl Layout {
         );
         self.add("misbehaving", &text, &library("misbehaving"), &library_file("misbehaving"))
     }
+}
+
+/// Waits (at most `timeout`) for the first event matching `wanted`; panics with every event seen if none does.
+pub fn wait_for(events: &Receiver<Event>, timeout: Duration, wanted: impl Fn(&Event) -> bool) -> Event {
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok(event) if wanted(&event) => return event,
+            Ok(event) => seen.push(event.to_string()),
+            Err(_) => panic!("no matching event within {timeout:?}; saw:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+/// Waits for the next reload of `plugin` (a `Reloaded` event) and returns it; fails on a refused reload.
+pub fn wait_for_reload(events: &Receiver<Event>, plugin: &str) -> Event {
+    let event = wait_for(events, Duration::from_secs(20), |e| {
+        e.plugin.as_str() == plugin && matches!(e.kind, EventKind::Reloaded { .. } | EventKind::ReloadFailed | EventKind::Failed)
+    });
+    assert!(matches!(event.kind, EventKind::Reloaded { .. }), "expected a reload, got: {event}");
+    event
+}
+
+/// Asserts that no event other than progress steps arrives within `window` (a bounded negative check).
+pub fn assert_quiet(events: &Receiver<Event>, window: Duration) {
+    let deadline = Instant::now() + window;
+    while let Ok(event) = events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        assert!(event.kind == EventKind::Progress, "unexpected event: {event}");
+    }
+}
+
+/// Replaces `target` with `bytes` as an installer should: write a temporary file beside it, then rename.
+pub fn install_atomically(target: &Path, bytes: &[u8]) {
+    let temp = target.with_file_name(format!(".{}.tmp", target.file_name().unwrap().to_string_lossy()));
+    fs::write(&temp, bytes).unwrap();
+    fs::rename(&temp, target).unwrap();
 }

@@ -53,7 +53,7 @@ fn a_major_mismatch_is_refused_naming_both_versions() {
         other => panic!("expected IncompatibleApi, got {other}"),
     }
     let message = failure.to_string();
-    assert!(message.contains("plugin-api 2.0.0 is incompatible with this host's 1.1.0 (needs 1.x)"), "{message}");
+    assert!(message.contains("plugin-api 2.0.0 is incompatible with this host's 1.2.0 (needs 1.x)"), "{message}");
 }
 
 #[test]

@@ -33,7 +33,7 @@ use abi_stable::{
 };
 
 use crate::abi::PluginError;
-use crate::export::{Shared, guard};
+use crate::export::{Guarded, Shared, guard};
 use crate::extension::{Extension, Interface};
 use crate::plugin::Error;
 
@@ -78,8 +78,6 @@ impl Interface for TextFilterV1 {
         Handle(object)
     }
 }
-
-struct Guarded<T>(Shared<T>);
 
 impl<T: TextFilter> TextFilterAbi for Guarded<T> {
     fn filters(&self) -> RVec<RString> {

@@ -1,9 +1,13 @@
 //! The minimal Berth plugin, and the template to copy: one config value, one method, no state.
 //!
-//! `greet` takes `{"name": "..."}` and answers `"<greeting>, <name>!"`.
+//! `greet` takes `{"name": "..."}` and answers `"<greeting>, <name>!"`. A changed `greeting` in the manifest
+//! applies at once, without a reload (`berth.reconfigure/1`).
 #![forbid(unsafe_code)]
 
-use berth_plugin_api::{Error, Host, Plugin, export_plugin, json_call, tracing};
+use std::sync::{Arc, RwLock};
+
+use berth_plugin_api::ext::reconfigure::{self, Reconfigure};
+use berth_plugin_api::{Error, Extension, Host, Plugin, export_plugin, json_call, tracing};
 use serde::Deserialize;
 
 /// The `[config]` table of greeter's manifest.
@@ -26,7 +30,13 @@ struct GreetRequest {
 
 /// The plugin: its config is all it keeps.
 pub struct Greeter {
-    greeting: String,
+    greeting: RwLock<String>,
+}
+
+impl Greeter {
+    fn greeting(&self) -> String {
+        self.greeting.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl Plugin for Greeter {
@@ -34,7 +44,7 @@ impl Plugin for Greeter {
 
     fn create(config: Config, host: &Host) -> Result<Self, Error> {
         tracing::info!(generation = host.generation(), "greeter ready with greeting {:?}", config.greeting);
-        Ok(Greeter { greeting: config.greeting })
+        Ok(Greeter { greeting: RwLock::new(config.greeting) })
     }
 
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
@@ -43,10 +53,22 @@ impl Plugin for Greeter {
                 if request.name.trim().is_empty() {
                     return Err(Error::invalid_input("name is empty"));
                 }
-                Ok(format!("{}, {}!", self.greeting, request.name.trim()))
+                Ok(format!("{}, {}!", self.greeting(), request.name.trim()))
             }),
             other => Err(Error::unknown_method(other)),
         }
+    }
+
+    fn extension(self: Arc<Self>, id: &str) -> Option<Extension> {
+        (id == reconfigure::ID).then(|| reconfigure::export(self))
+    }
+}
+
+impl Reconfigure for Greeter {
+    fn reconfigure(&self, config: Config) -> Result<(), Error> {
+        tracing::info!("greeting changed to {:?}", config.greeting);
+        *self.greeting.write().unwrap_or_else(|e| e.into_inner()) = config.greeting;
+        Ok(())
     }
 }
 
@@ -63,6 +85,13 @@ mod tests {
     #[test]
     fn greets_by_name() {
         assert_eq!(greeter().call("greet", br#"{"name":" Ada "}"#).unwrap(), br#""Hi, Ada!""#);
+    }
+
+    #[test]
+    fn reconfigure_changes_the_greeting() {
+        let greeter = greeter();
+        greeter.reconfigure(Config { greeting: "Hey".into() }).unwrap();
+        assert_eq!(greeter.call("greet", br#"{"name":"Ada"}"#).unwrap(), br#""Hey, Ada!""#);
     }
 
     #[test]

@@ -6,12 +6,17 @@
 //! - `reset` `{"key": "..."}` or `{}` (every key) -> the number of keys reset.
 //!
 //! Health is `Degraded` while any key is at its quota.
+//!
+//! Hot reloads keep the counters (`berth.state/1`, schema 1: the counters as a JSON object), and a changed
+//! `[config]` (limits) applies at once, without a reload (`berth.reconfigure/1`).
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use berth_plugin_api::{Error, Health, Host, Plugin, export_plugin, json_call};
+use berth_plugin_api::ext::reconfigure::{self, Reconfigure};
+use berth_plugin_api::ext::state::{self, State};
+use berth_plugin_api::{Error, Extension, Health, Host, Plugin, export_plugin, json_call};
 use serde::{Deserialize, Serialize};
 
 /// The `[config]` table of quota's manifest.
@@ -51,13 +56,23 @@ struct Usage {
 
 /// The plugin: quotas from config, counters behind a mutex.
 pub struct Quota {
-    config: Config,
+    config: Mutex<Config>,
     used: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Config {
+    fn check(self) -> Result<Config, Error> {
+        if self.default_limit == 0 && self.limits.is_empty() {
+            return Err(Error::invalid_config("default_limit = 0 and no limits: every request would be refused"));
+        }
+        Ok(self)
+    }
 }
 
 impl Quota {
     fn limit(&self, key: &str) -> u64 {
-        self.config.limits.get(key).copied().unwrap_or(self.config.default_limit)
+        let config = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        config.limits.get(key).copied().unwrap_or(config.default_limit)
     }
 
     fn usage(&self, key: &str, used: u64, allowed: bool) -> Usage {
@@ -75,10 +90,7 @@ impl Plugin for Quota {
     type Config = Config;
 
     fn create(config: Config, _host: &Host) -> Result<Self, Error> {
-        if config.default_limit == 0 && config.limits.is_empty() {
-            return Err(Error::invalid_config("default_limit = 0 and no limits: every request would be refused"));
-        }
-        Ok(Quota { config, used: Mutex::new(BTreeMap::new()) })
+        Ok(Quota { config: Mutex::new(config.check()?), used: Mutex::new(BTreeMap::new()) })
     }
 
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
@@ -115,6 +127,36 @@ impl Plugin for Quota {
             n => Health::Degraded(format!("{n} key(s) at their quota")),
         }
     }
+
+    fn extension(self: Arc<Self>, id: &str) -> Option<Extension> {
+        match id {
+            state::ID => Some(state::export(self)),
+            reconfigure::ID => Some(reconfigure::export(self)),
+            _ => None,
+        }
+    }
+}
+
+impl State for Quota {
+    const SCHEMA: u32 = 1;
+
+    fn export_state(&self) -> Result<Vec<u8>, Error> {
+        serde_json::to_vec(&*self.counters()).map_err(|e| Error::failed(format!("cannot encode the counters: {e}")))
+    }
+
+    fn import_state(&self, _schema: u32, state: &[u8]) -> Result<(), Error> {
+        let counters: BTreeMap<String, u64> = serde_json::from_slice(state)
+            .map_err(|e| Error::invalid_input(format!("the counters are not a JSON object of numbers: {e}")))?;
+        *self.counters() = counters;
+        Ok(())
+    }
+}
+
+impl Reconfigure for Quota {
+    fn reconfigure(&self, config: Config) -> Result<(), Error> {
+        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = config.check()?;
+        Ok(())
+    }
 }
 
 export_plugin!(Quota);
@@ -147,5 +189,19 @@ mod tests {
     fn per_key_limits_apply() {
         let q = quota();
         assert!(consume(&q, "big").contains(r#""limit":5"#));
+    }
+
+    #[test]
+    fn counters_survive_export_and_import_and_limits_change_in_place() {
+        let old = quota();
+        consume(&old, "a");
+        let new = quota();
+        new.import_state(1, &old.export_state().unwrap()).unwrap();
+        assert_eq!(consume(&new, "a"), r#"{"allowed":true,"used":2,"limit":2,"remaining":0}"#);
+        new.reconfigure(Config { default_limit: 10, limits: BTreeMap::new() }).unwrap();
+        assert_eq!(consume(&new, "a"), r#"{"allowed":true,"used":3,"limit":10,"remaining":7}"#);
+        let refused = new.reconfigure(Config { default_limit: 0, limits: BTreeMap::new() });
+        assert_eq!(refused.unwrap_err().kind(), berth_plugin_api::ErrorKind::InvalidConfig);
+        assert!(consume(&new, "a").contains(r#""limit":10"#), "a refused config keeps the previous one");
     }
 }

@@ -1,0 +1,524 @@
+//! Bringing the registry in line with the plugin directories: the first load and every hot reload are the
+//! same walk. For each manifest in scope: a new or re-enabled plugin is loaded (dependencies first); a
+//! serving one whose library or load-relevant manifest fields changed gets a new generation, fully verified,
+//! created and handed its predecessor's state before one atomic swap; a changed `[config]` goes to the serving
+//! instance when it can take it (`berth.reconfigure/1`), else through a reload; `enabled = false` and a
+//! deleted manifest take the plugin out of service. Whatever fails leaves the serving generation serving.
+//!
+//! Per plugin, each step a distinct error: manifest (parse + validate) -> duplicate names -> `api`
+//! requirement and dependencies (manifest-only checks first: nothing is opened for a plugin that cannot be
+//! used anyway) -> verify (path, file, format, completeness, SHA-256) -> private copy -> load (abi_stable
+//! header, version, layout) -> metadata cross-check -> create -> state hand-over -> Active.
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use berth_plugin_api::ext::{reconfigure::ReconfigureV1, state::StateV1};
+use semver::Version;
+
+use crate::config::HostConfig;
+use crate::discover::discover;
+use crate::error::{LoadError, LoadFailure};
+use crate::load::{self, host_api};
+use crate::logbridge;
+use crate::manifest::{Manifest, PluginName};
+use crate::registry::{Applied, Generation, PluginState, Registry};
+use crate::verify::{FileStamp, PrivateCache, Verified, library_path, verify_library};
+
+/// What a load or a rescan did.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Plugins that started serving (first load, or again after a failure or `enabled = false`).
+    pub loaded: Vec<PluginName>,
+    /// Plugins whose serving generation was replaced by a new one.
+    pub reloaded: Vec<PluginName>,
+    /// Plugins that took a changed `[config]` without a reload.
+    pub reconfigured: Vec<PluginName>,
+    /// Plugins whose manifest says `enabled = false`.
+    pub disabled: Vec<PluginName>,
+    /// Plugins whose manifest was deleted.
+    pub removed: Vec<PluginName>,
+    /// Everything refused, with the reason: failed loads, and refused reloads (their plugin keeps serving).
+    pub failures: Vec<LoadFailure>,
+    /// Manifests whose library looks still being written (incomplete, and modified within the settle time):
+    /// neither loaded nor reported yet. A watching host reads them again.
+    pub pending: Vec<PathBuf>,
+}
+
+/// Which manifests a rescan looks at.
+#[derive(Debug, Clone)]
+pub(crate) enum Scope {
+    /// Every manifest under the plugin directories (an explicit load: nothing is deferred).
+    All,
+    /// After a file-event overflow: every manifest, deferring libraries still being written.
+    Rescan,
+    /// The manifests whose directory contains, or lies under, one of these paths (where files changed);
+    /// libraries still being written are deferred.
+    Paths(Vec<PathBuf>),
+}
+
+impl Scope {
+    fn covers(&self, manifest: &Path) -> bool {
+        let dir = manifest.parent().unwrap_or(Path::new(""));
+        match self {
+            Scope::All | Scope::Rescan => true,
+            Scope::Paths(paths) => paths.iter().any(|path| path.starts_with(dir) || dir.starts_with(path)),
+        }
+    }
+}
+
+/// The host's state, shared by the [`crate::Host`] and its watcher.
+pub(crate) struct Inner {
+    pub config: HostConfig,
+    pub cache: PrivateCache,
+    pub registry: Registry,
+    /// One rescan at a time; shutdown takes it too.
+    lock: Mutex<()>,
+    closed: AtomicBool,
+}
+
+/// Whether a reload replaced the serving generation.
+enum Reload {
+    Swapped,
+    /// The library file was touched or copied again with the same bytes, and nothing else changed.
+    Unchanged,
+}
+
+impl Inner {
+    pub(crate) fn new(config: HostConfig, cache: PrivateCache) -> Inner {
+        Inner { config, cache, registry: Registry::default(), lock: Mutex::new(()), closed: AtomicBool::new(false) }
+    }
+
+    /// Takes every plugin out of service; later rescans do nothing.
+    pub(crate) fn shutdown(&self) {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.closed.store(true, Ordering::SeqCst);
+        self.registry.shutdown();
+    }
+
+    /// Brings every plugin in `scope` in line with its files; see the module documentation.
+    pub(crate) fn reconcile(&self, scope: &Scope) -> LoadReport {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut report = LoadReport::default();
+        if self.closed.load(Ordering::SeqCst) {
+            return report;
+        }
+        let (paths, failures) = discover(&self.config.plugin_dirs);
+        report.failures = failures;
+        let known = self.registry.known();
+        let known_at = |path: &Path| known.iter().find(|(_, _, p)| p == path).map(|(name, _, _)| name.clone());
+        let mut claimed = BTreeSet::new();
+        let mut by_name: BTreeMap<PluginName, Vec<Manifest>> = BTreeMap::new();
+        for path in paths.iter().filter(|path| scope.covers(path)) {
+            match Manifest::load(path) {
+                Ok(manifest) => by_name.entry(manifest.name.clone()).or_default().push(manifest),
+                Err(error) => {
+                    // The plugin this manifest described keeps its state; a serving one keeps serving.
+                    if let Some(name) = known_at(path) {
+                        if self.registry.serving(&name).is_some() {
+                            self.registry.reload_failed(&name, format!("{error}; fix the manifest"));
+                        }
+                        claimed.insert(name);
+                    }
+                    report.failures.push(LoadFailure { manifest: path.clone(), plugin: None, error: error.into() });
+                }
+            }
+        }
+        let mut pending = Vec::new();
+        for (name, manifests) in by_name {
+            let serving_at = self.registry.serving(&name).map(|g| g.manifest.path.clone());
+            let keep = match manifests.len() {
+                1 => Some(0),
+                _ => manifests.iter().position(|m| Some(&m.path) == serving_at.as_ref()),
+            };
+            // A second manifest with a known name: the plugin serving keeps its place, the newcomer is refused.
+            let elsewhere = serving_at.filter(|path| paths.contains(path) && !manifests.iter().any(|m| &m.path == path));
+            for (i, manifest) in manifests.iter().enumerate() {
+                if keep == Some(i) && elsewhere.is_none() {
+                    continue;
+                }
+                let other = elsewhere.clone().unwrap_or_else(|| manifests[(i + 1) % manifests.len()].path.clone());
+                let error = LoadError::DuplicateName { name: name.clone(), other };
+                if keep.is_some() || elsewhere.is_some() {
+                    tracing::warn!(plugin = %name, "{}: {error}", manifest.path.display());
+                    report.failures.push(LoadFailure {
+                        manifest: manifest.path.clone(),
+                        plugin: Some(name.clone()),
+                        error,
+                    });
+                } else {
+                    self.fail(&mut report, manifest, error);
+                }
+            }
+            claimed.insert(name);
+            if let (Some(i), None) = (keep, elsewhere) {
+                pending.push(manifests.into_iter().nth(i).expect("kept index is in range"));
+            }
+        }
+        for (name, state, path) in &known {
+            if scope.covers(path) && !claimed.contains(name) && *state != PluginState::Removed {
+                let detail = format!("its manifest {} was deleted or renamed the plugin", path.display());
+                self.registry.transition_named(name, PluginState::Removed, detail);
+                report.removed.push(name.clone());
+            }
+        }
+        let mut to_load = Vec::new();
+        for manifest in pending {
+            let state = known.iter().find(|(name, _, _)| *name == manifest.name).map(|(_, state, _)| *state);
+            if !manifest.enabled {
+                if state != Some(PluginState::Disabled) {
+                    let detail = format!("enabled = false in {}", manifest.path.display());
+                    self.registry.transition(&manifest, PluginState::Disabled, detail);
+                    report.disabled.push(manifest.name);
+                }
+                continue;
+            }
+            match self.registry.serving(&manifest.name) {
+                Some(generation) => self.update(scope, &manifest, &generation, &mut report),
+                None => {
+                    let stamp = library_stamp(&manifest);
+                    if !self.registry.failed_before(&manifest, stamp) {
+                        let detail = format!("manifest {}", manifest.path.display());
+                        self.registry.transition(&manifest, PluginState::Discovered, detail);
+                        to_load.push(manifest);
+                    }
+                }
+            }
+        }
+        self.load_in_dependency_order(scope, to_load, &mut report);
+        report
+    }
+
+    /// A serving plugin whose manifest is `manifest` now: reload, reconfigure, or record the edit.
+    fn update(&self, scope: &Scope, manifest: &Manifest, generation: &Arc<Generation>, report: &mut LoadReport) {
+        let name = &manifest.name;
+        let applied = self.registry.applied(name).unwrap_or_else(|| Applied {
+            manifest: generation.manifest.clone(),
+            stamp: generation.stamp,
+        });
+        let library_changed =
+            library_stamp(manifest) != Some(applied.stamp) || !same_library_and_metadata(manifest, &applied.manifest);
+        let config_changed = manifest.config != applied.manifest.config;
+        let reload = if library_changed {
+            true
+        } else if config_changed {
+            match generation.extension::<ReconfigureV1>() {
+                Ok(Some(reconfigure)) => {
+                    match reconfigure.reconfigure(&manifest.config_json()) {
+                        Ok(()) => {
+                            self.registry.applied_in_place(Applied { manifest: manifest.clone(), ..applied }, true);
+                            report.reconfigured.push(name.clone());
+                        }
+                        Err(error) => {
+                            let error = LoadError::Reconfigure { kind: error.kind, message: error.message.into() };
+                            self.reload_failed(report, manifest, error);
+                        }
+                    }
+                    false
+                }
+                // No reconfiguration (or an incompatible one): the new config arrives with a new generation.
+                Ok(None) | Err(_) => true,
+            }
+        } else {
+            if *manifest != applied.manifest {
+                self.registry.applied_in_place(Applied { manifest: manifest.clone(), ..applied }, false);
+            }
+            false
+        };
+        if !reload {
+            return;
+        }
+        match self.reload(manifest, generation) {
+            Ok(Reload::Swapped) => report.reloaded.push(name.clone()),
+            Ok(Reload::Unchanged) => {}
+            Err(error) if self.still_being_written(scope, manifest, &error) => {
+                report.pending.push(manifest.path.clone());
+            }
+            Err(error) => self.reload_failed(report, manifest, error),
+        }
+    }
+
+    /// Builds a new generation of a serving plugin from `manifest` and swaps it in.
+    fn reload(&self, manifest: &Manifest, serving: &Arc<Generation>) -> Result<Reload, LoadError> {
+        self.check_requirements(manifest)?;
+        let verified = verify_library(manifest)?;
+        if verified.sha256 == serving.sha256
+            && same_library_and_metadata(manifest, &serving.manifest)
+            && manifest.config == serving.manifest.config
+        {
+            let applied = Applied { manifest: manifest.clone(), stamp: verified.stamp };
+            self.registry.applied_in_place(applied, false);
+            return Ok(Reload::Unchanged);
+        }
+        let retired = self.registry.retired(&manifest.name);
+        let limit = self.config.reload.max_retired_generations;
+        if retired.generations >= u64::from(limit) {
+            return Err(LoadError::RetiredLimit { retired: retired.generations, bytes: retired.bytes, limit });
+        }
+        let generation = self.build(manifest, verified, &|_, _| {})?;
+        hand_over_state(serving, &generation)?;
+        self.registry.activate(generation);
+        Ok(Reload::Swapped)
+    }
+
+    /// The `api` requirement, the dependencies among the plugins serving now, and the requirements serving
+    /// plugins have on this one: all checked from manifests, before anything is read.
+    fn check_requirements(&self, manifest: &Manifest) -> Result<(), LoadError> {
+        let host = host_api();
+        if !manifest.api.matches(&host) {
+            return Err(LoadError::ApiRequirement { required: manifest.api.to_string(), host_api: host.to_string() });
+        }
+        for (dependency, requirement) in &manifest.dependencies {
+            let refuse = |reason: String| Err(LoadError::Dependency { dependency: dependency.to_string(), reason });
+            match self.registry.serving(dependency) {
+                None => return refuse(format!("{dependency} is not serving; load it first or remove the dependency")),
+                Some(g) if !requirement.matches(&g.manifest.version) => {
+                    return refuse(format!(
+                        "{dependency} {} is serving but {requirement} is required; install a matching version",
+                        g.manifest.version
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        for (name, _, _) in self.registry.known() {
+            let Some(dependent) = self.registry.serving(&name) else { continue };
+            if let Some(requirement) = dependent.manifest.dependencies.get(&manifest.name) {
+                if !requirement.matches(&manifest.version) {
+                    return Err(LoadError::Dependency {
+                        dependency: manifest.name.to_string(),
+                        reason: format!(
+                            "{name} (serving) requires {} {requirement}, which version {} would break; upgrade {name} first",
+                            manifest.name, manifest.version
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The first load of a plugin whose dependencies serve, with its progress reported as state transitions.
+    fn load_new(&self, manifest: &Manifest) -> Result<(), LoadError> {
+        self.check_requirements(manifest)?;
+        let verified = verify_library(manifest)?;
+        let progress = |state: PluginState, detail: String| self.registry.transition(manifest, state, detail);
+        progress(PluginState::Validated, format!("{} sha256 {}", verified.source.display(), verified.sha256));
+        let generation = self.build(manifest, verified, &progress)?;
+        self.registry.activate(generation);
+        Ok(())
+    }
+
+    /// Private copy -> open and ABI checks -> metadata cross-check -> create: a generation ready to serve.
+    fn build(
+        &self,
+        manifest: &Manifest,
+        verified: Verified,
+        progress: &dyn Fn(PluginState, String),
+    ) -> Result<Generation, LoadError> {
+        let copy = self.cache.store(&verified.sha256, &verified.bytes)?;
+        let module = load::open(&copy)?;
+        progress(PluginState::Loaded, format!("plugin-api {}", module.info.api_version));
+        if module.info.name != manifest.name.as_str() {
+            return Err(LoadError::MetadataMismatch {
+                field: "name",
+                manifest: manifest.name.to_string(),
+                library: module.info.name,
+            });
+        }
+        if Version::parse(&module.info.version).ok().as_ref() != Some(&manifest.version) {
+            return Err(LoadError::MetadataMismatch {
+                field: "version",
+                manifest: manifest.version.to_string(),
+                library: module.info.version,
+            });
+        }
+        let number = self.registry.next_generation(manifest);
+        let context = logbridge::context(manifest.name.as_str(), &module.info.version, number);
+        let object = load::create(&module, &manifest.config_json(), context)?;
+        Ok(Generation {
+            number,
+            manifest: manifest.clone(),
+            library: module.info,
+            sha256: verified.sha256,
+            stamp: verified.stamp,
+            object,
+        })
+    }
+
+    /// Loads `pending` so that every plugin comes after the plugins it depends on; a plugin whose dependency
+    /// is missing, disabled, at a refused version, failed, or in a cycle fails with that reason.
+    fn load_in_dependency_order(&self, scope: &Scope, mut pending: Vec<Manifest>, report: &mut LoadReport) {
+        let waiting_for: BTreeSet<PluginName> = pending.iter().map(|m| m.name.clone()).collect();
+        let mut known = BTreeMap::new();
+        let mut disabled = BTreeSet::new();
+        for (name, state, _) in self.registry.known().into_iter().filter(|(name, _, _)| !waiting_for.contains(name)) {
+            match self.registry.serving(&name) {
+                Some(generation) => known.insert(name, Some(generation.manifest.version.clone())),
+                None if state == PluginState::Disabled => disabled.insert(name.clone()).then_some(None),
+                None => known.insert(name, None),
+            };
+        }
+        loop {
+            let before = pending.len();
+            let mut waiting = Vec::new();
+            for manifest in pending {
+                match dependencies_ready(&manifest, &waiting_for, &known, &disabled) {
+                    Ok(false) => waiting.push(manifest),
+                    Ok(true) => {
+                        let result = self.load_new(&manifest);
+                        known.insert(manifest.name.clone(), result.is_ok().then(|| manifest.version.clone()));
+                        match result {
+                            Ok(()) => report.loaded.push(manifest.name.clone()),
+                            Err(error) if self.still_being_written(scope, &manifest, &error) => {
+                                report.pending.push(manifest.path.clone());
+                            }
+                            Err(error) => self.fail(report, &manifest, error),
+                        }
+                    }
+                    Err(error) => {
+                        known.insert(manifest.name.clone(), None);
+                        self.fail(report, &manifest, error);
+                    }
+                }
+            }
+            pending = waiting;
+            if pending.is_empty() || pending.len() == before {
+                break;
+            }
+        }
+        for manifest in pending {
+            let names: Vec<&str> = manifest.dependencies.keys().map(PluginName::as_str).collect();
+            let error = LoadError::Dependency {
+                dependency: names.join(", "),
+                reason: "dependency cycle: these plugins depend on each other; break the cycle in [dependencies]"
+                    .to_owned(),
+            };
+            self.fail(report, &manifest, error);
+        }
+    }
+
+    /// A load that failed with nothing serving: the plugin is Failed, and not tried again until its files
+    /// change.
+    fn fail(&self, report: &mut LoadReport, manifest: &Manifest, error: LoadError) {
+        self.registry.transition(manifest, PluginState::Failed, error.to_string());
+        self.registry.record_failed_attempt(manifest, library_stamp(manifest));
+        tracing::debug!(plugin = %manifest.name, "{}", error.details());
+        report.failures.push(LoadFailure { manifest: manifest.path.clone(), plugin: Some(manifest.name.clone()), error });
+    }
+
+    /// A reload that failed: the serving generation keeps serving, and the reason is reported.
+    fn reload_failed(&self, report: &mut LoadReport, manifest: &Manifest, error: LoadError) {
+        self.registry.reload_failed(&manifest.name, error.to_string());
+        tracing::debug!(plugin = %manifest.name, "{}", error.details());
+        report.failures.push(LoadFailure { manifest: manifest.path.clone(), plugin: Some(manifest.name.clone()), error });
+    }
+
+    /// Whether `error` says the library is incomplete and it changed within the settle time: a writer is
+    /// probably still at work, so it is read again later instead of being reported.
+    fn still_being_written(&self, scope: &Scope, manifest: &Manifest, error: &LoadError) -> bool {
+        if matches!(scope, Scope::All) {
+            return false;
+        }
+        let incomplete = matches!(
+            error,
+            LoadError::Truncated { .. }
+                | LoadError::Unstable { .. }
+                | LoadError::NotSharedLibrary { .. }
+                | LoadError::LibraryMissing { .. }
+        );
+        let changed = library_stamp(manifest).or_else(|| FileStamp::of(manifest.dir()));
+        incomplete && changed.is_some_and(|stamp| stamp.age() < self.config.reload.settle)
+    }
+}
+
+/// The stamp of the library `manifest` names, if it exists.
+fn library_stamp(manifest: &Manifest) -> Option<FileStamp> {
+    library_path(manifest).ok().and_then(|path| FileStamp::of(&path))
+}
+
+/// Whether two manifests of a plugin load the same library the same way: everything but `[config]`,
+/// `description` and `enabled`.
+fn same_library_and_metadata(a: &Manifest, b: &Manifest) -> bool {
+    a.path == b.path
+        && a.version == b.version
+        && a.api == b.api
+        && a.library == b.library
+        && a.dependencies == b.dependencies
+}
+
+/// Hands the serving generation's state to the new one (`berth.state/1`), before the swap.
+fn hand_over_state(serving: &Generation, new: &Generation) -> Result<(), LoadError> {
+    let refuse = |reason: String| LoadError::StateHandover { reason };
+    let old = serving
+        .extension::<StateV1>()
+        .map_err(|e| refuse(format!("the serving generation's berth.state/1 has another layout: {e}")))?;
+    let Some(old) = old else { return Ok(()) };
+    let new = new
+        .extension::<StateV1>()
+        .map_err(|e| refuse(format!("the new version's berth.state/1 has another layout: {e}")))?
+        .ok_or_else(|| {
+            refuse(
+                "the new version does not import state (berth.state/1), so the serving generation's state would be lost; disable and re-enable the plugin to start it without its state"
+                    .to_owned(),
+            )
+        })?;
+    let (schema, readable) = (old.schema(), new.schema());
+    if schema > readable {
+        return Err(refuse(format!(
+            "the serving generation's state is in schema {schema} but the new version reads up to schema {readable} (a downgrade?); install a version that reads schema {schema}"
+        )));
+    }
+    let state = old.export().map_err(|e| refuse(format!("the serving generation could not export it: {e}")))?;
+    new.import(schema, &state).map_err(|e| refuse(format!("the new version refused it: {e}")))
+}
+
+/// Whether `manifest`'s dependencies all serve (`Ok(true)`), some are still to be loaded in this pass
+/// (`Ok(false)`), or one can never be satisfied (`Err`).
+fn dependencies_ready(
+    manifest: &Manifest,
+    pending: &BTreeSet<PluginName>,
+    known: &BTreeMap<PluginName, Option<Version>>,
+    disabled: &BTreeSet<PluginName>,
+) -> Result<bool, LoadError> {
+    let mut ready = true;
+    for (dependency, requirement) in &manifest.dependencies {
+        let refuse = |reason: String| Err(LoadError::Dependency { dependency: dependency.to_string(), reason });
+        if disabled.contains(dependency) {
+            return refuse(format!("{dependency} is disabled; enable it or remove the dependency"));
+        }
+        match known.get(dependency) {
+            None if pending.contains(dependency) => ready = false,
+            None => {
+                return refuse(format!(
+                    "no plugin named {dependency} is installed; install it or remove the dependency"
+                ));
+            }
+            Some(None) => return refuse(format!("{dependency} failed to load; fix it first")),
+            Some(Some(version)) if !requirement.matches(version) => {
+                return refuse(format!(
+                    "{dependency} {version} is installed but {requirement} is required; install a matching version"
+                ));
+            }
+            Some(Some(_)) => {}
+        }
+    }
+    Ok(ready)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scope_covers_manifests_in_under_or_above_the_changed_paths() {
+        let scope = Scope::Paths(vec![PathBuf::from("/p/greeter/lib/libgreeter.so"), PathBuf::from("/p/new")]);
+        assert!(scope.covers(Path::new("/p/greeter/greeter.toml")), "a file in the plugin's directory tree");
+        assert!(scope.covers(Path::new("/p/new/v1/new.toml")), "a directory that appeared");
+        assert!(!scope.covers(Path::new("/p/quota/quota.toml")));
+        assert!(Scope::All.covers(Path::new("/anywhere/x.toml")));
+    }
+}

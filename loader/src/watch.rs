@@ -1,0 +1,244 @@
+//! Watching: `notify` reports file events under every plugin directory (recursively, so directories that
+//! appear are watched too, and a library replaced by a new inode is seen); this module turns them into
+//! rescans of just the plugins concerned.
+//!
+//! Events are grouped by the entry of the plugin directory they fall under (`plugins/<entry>`: usually one
+//! plugin's directory). A group is rescanned once it has been quiet for the debounce time, so a copy, a
+//! linker's re-link, a write-then-rename or a burst of writes ends in one reload of the final bytes; the
+//! notify project's debouncers key on single paths, which would split a plugin's manifest and library edits
+//! into separate reloads. A library still incomplete when its group falls quiet (a writer that paused) is
+//! read again after another quiet period instead of being reported, for up to the settle time
+//! (`reconcile`). Access events (our own reads) are ignored. When the kernel drops events (inotify queue
+//! overflow), or the watcher reports an error, everything is rescanned: the registry compares each plugin's
+//! files with what it serves, so a rescan only acts on what really changed.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
+
+use crate::error::HostError;
+use crate::reconcile::{Inner, Scope};
+
+enum Message {
+    Fs(notify::Result<notify::Event>),
+    Stop,
+}
+
+/// Watches a host's plugin directories and reloads what changes, on a thread of its own. Dropping it stops
+/// watching (and waits for a rescan in progress to finish).
+pub struct Watcher {
+    sender: Sender<Message>,
+    thread: Option<JoinHandle<()>>,
+    _watcher: RecommendedWatcher,
+}
+
+impl Watcher {
+    pub(crate) fn start(inner: &Arc<Inner>) -> Result<Watcher, HostError> {
+        let (sender, receiver) = mpsc::channel();
+        let events = sender.clone();
+        let mut watcher = notify::recommended_watcher(move |event| {
+            let _ = events.send(Message::Fs(event));
+        })
+        .map_err(|e| HostError::Watch { dir: PathBuf::new(), reason: e.to_string() })?;
+        let mut roots = Vec::new();
+        for dir in &inner.config.plugin_dirs {
+            watcher
+                .watch(dir, RecursiveMode::Recursive)
+                .map_err(|e| HostError::Watch { dir: dir.clone(), reason: e.to_string() })?;
+            let canonical = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+            roots.push(Root { configured: dir.clone(), canonical });
+        }
+        let state = Debouncer {
+            inner: Arc::downgrade(inner),
+            roots,
+            ignored: inner.config.cache_dir.canonicalize().unwrap_or_else(|_| inner.config.cache_dir.clone()),
+            debounce: inner.config.reload.debounce,
+            dirty: BTreeMap::new(),
+            // Whatever changed between the host's first load and the watch starting is caught by a first rescan.
+            rescan: Some(Instant::now() - inner.config.reload.debounce),
+        };
+        let thread = std::thread::Builder::new()
+            .name("berth-watch".to_owned())
+            .spawn(move || state.run(&receiver))
+            .map_err(|e| HostError::Watch { dir: PathBuf::new(), reason: format!("cannot start a thread: {e}") })?;
+        Ok(Watcher { sender, thread: Some(thread), _watcher: watcher })
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.sender.send(Message::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Root {
+    configured: PathBuf,
+    canonical: PathBuf,
+}
+
+struct Debouncer {
+    inner: Weak<Inner>,
+    roots: Vec<Root>,
+    ignored: PathBuf,
+    debounce: Duration,
+    /// Group -> time of its last event.
+    dirty: BTreeMap<PathBuf, Instant>,
+    /// Time of the last event asking for a full rescan.
+    rescan: Option<Instant>,
+}
+
+impl Debouncer {
+    fn run(mut self, receiver: &mpsc::Receiver<Message>) {
+        loop {
+            let next = self.dirty.values().chain(&self.rescan).min().map(|last| *last + self.debounce);
+            let message = match next {
+                Some(due) => receiver.recv_timeout(due.saturating_duration_since(Instant::now())),
+                None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match message {
+                Ok(Message::Fs(event)) => self.note(event),
+                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if self.rescan_due().is_none() {
+                return;
+            }
+        }
+    }
+
+    fn note(&mut self, event: notify::Result<notify::Event>) {
+        let now = Instant::now();
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!("watching the plugin directories: {error}; rescanning everything");
+                self.rescan = Some(now);
+                return;
+            }
+        };
+        if event.need_rescan() {
+            tracing::warn!("the system dropped file events (queue overflow); rescanning everything");
+            self.rescan = Some(now);
+        }
+        if !relevant(&event.kind) {
+            return;
+        }
+        for path in &event.paths {
+            if let Some(group) = self.group(path) {
+                self.dirty.insert(group, now);
+            }
+        }
+    }
+
+    /// The plugin-directory entry `path` falls under, as the configured directory spells it.
+    fn group(&self, path: &Path) -> Option<PathBuf> {
+        if path.starts_with(&self.ignored) {
+            return None;
+        }
+        self.roots.iter().find_map(|root| {
+            let rest = path.strip_prefix(&root.canonical).or_else(|_| path.strip_prefix(&root.configured)).ok()?;
+            Some(match rest.components().next() {
+                Some(Component::Normal(entry)) => root.configured.join(entry),
+                _ => root.configured.clone(),
+            })
+        })
+    }
+
+    /// Rescans what has been quiet for the debounce time; `None` when the host is gone.
+    fn rescan_due(&mut self) -> Option<()> {
+        let now = Instant::now();
+        let quiet = |last: &Instant| now.duration_since(*last) >= self.debounce;
+        let scope = if self.rescan.as_ref().is_some_and(quiet) {
+            self.rescan = None;
+            self.dirty.clear();
+            Scope::Rescan
+        } else {
+            let ready: Vec<PathBuf> = self.dirty.iter().filter(|(_, last)| quiet(last)).map(|(p, _)| p.clone()).collect();
+            if ready.is_empty() {
+                return Some(());
+            }
+            for path in &ready {
+                self.dirty.remove(path);
+            }
+            Scope::Paths(ready)
+        };
+        let inner = self.inner.upgrade()?;
+        let report = inner.reconcile(&scope);
+        // Libraries still being written: look again after another quiet period.
+        let now = Instant::now();
+        for manifest in &report.pending {
+            if let Some(group) = self.group(manifest) {
+                self.dirty.insert(group, now);
+            }
+        }
+        Some(())
+    }
+}
+
+/// Whether an event can mean a changed plugin: anything but reads (ours included), except a close after
+/// writing.
+fn relevant(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, Flag, ModifyKind};
+
+    fn debouncer() -> Debouncer {
+        Debouncer {
+            inner: Weak::new(),
+            roots: vec![Root { configured: PathBuf::from("plugins"), canonical: PathBuf::from("/srv/app/plugins") }],
+            ignored: PathBuf::from("/srv/app/plugins/.cache"),
+            debounce: Duration::from_millis(50),
+            dirty: BTreeMap::new(),
+            rescan: None,
+        }
+    }
+
+    #[test]
+    fn events_are_grouped_by_plugin_directory_entry_as_configured() {
+        let mut d = debouncer();
+        let event = |path: &str| Ok(notify::Event::new(EventKind::Create(CreateKind::File)).add_path(path.into()));
+        d.note(event("/srv/app/plugins/greeter/.libgreeter.so.tmp"));
+        d.note(event("/srv/app/plugins/greeter/libgreeter.so"));
+        d.note(event("/srv/app/plugins/vendor/quota/v2/quota.toml"));
+        d.note(event("/srv/app/plugins/.cache/abc.so"));
+        d.note(event("/elsewhere/x.so"));
+        let groups: Vec<&Path> = d.dirty.keys().map(PathBuf::as_path).collect();
+        assert_eq!(groups, [Path::new("plugins/greeter"), Path::new("plugins/vendor")]);
+        assert!(d.rescan.is_none());
+    }
+
+    #[test]
+    fn an_overflow_or_a_watch_error_asks_for_a_full_rescan_and_reads_are_ignored() {
+        let mut d = debouncer();
+        d.note(Ok(notify::Event::new(EventKind::Other).set_flag(Flag::Rescan)));
+        assert!(d.rescan.is_some(), "overflow");
+        let mut d = debouncer();
+        d.note(Err(notify::Error::generic("inotify went away")));
+        assert!(d.rescan.is_some(), "error");
+        let mut d = debouncer();
+        let read = EventKind::Access(AccessKind::Close(AccessMode::Read));
+        d.note(Ok(notify::Event::new(read).add_path("/srv/app/plugins/greeter/libgreeter.so".into())));
+        assert!(d.dirty.is_empty(), "our own reads of a library must not trigger a rescan");
+        let write = EventKind::Modify(ModifyKind::Any);
+        d.note(Ok(notify::Event::new(write).add_path("/srv/app/plugins/greeter/libgreeter.so".into())));
+        assert_eq!(d.dirty.len(), 1);
+    }
+}

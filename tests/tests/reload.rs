@@ -1,0 +1,511 @@
+//! Hot reload: watching, save patterns, the storm, rollback, state hand-over, manifest edits, retired
+//! generations. Every wait is on an event, with a bound; `assert_quiet` is the one bounded negative check
+//! (nothing more happens within a window).
+
+use std::fs::{self, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use berth::{CallError, EventKind, Host, HostConfig, PluginState, ReloadConfig};
+use berth_tests::*;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+fn mark(host: &Host) -> String {
+    host.plugin("reloadable").unwrap().call_json("mark", &()).unwrap()
+}
+
+/// One step of a save pattern: what editors, `cp`, installers and linkers do to a file.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// Open without truncating and write the new bytes over the old, in 64 KiB chunks (`cp` onto an
+    /// existing file, after `Truncate`).
+    WriteInPlace { pause_ms: u64 },
+    /// Set the file's length to zero, in place.
+    Truncate,
+    /// Write only the first half of the new bytes, in place.
+    WriteFirstHalf,
+    /// Write the second half of the new bytes, in place.
+    WriteSecondHalf,
+    /// Write the new bytes to a hidden temporary file beside the target, then rename it over the target.
+    TempThenRename,
+    /// Delete the file, create it again at its full length (zeros), and write its chunks back to front, the
+    /// ELF header last, then make it executable: the way a linker produces its output.
+    Relink,
+    /// Write the other build's bytes over the file (for bursts).
+    WriteOther,
+    /// Wait, in units of the debounce time (a writer that pauses).
+    Pause { debounces: u32 },
+}
+
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+fn apply(op: Op, target: &Path, new: &[u8], other: &[u8]) {
+    let open = || OpenOptions::new().write(true).open(target).unwrap();
+    match op {
+        Op::WriteInPlace { pause_ms } => {
+            let mut file = open();
+            for chunk in new.chunks(64 * 1024) {
+                file.write_all(chunk).unwrap();
+                std::thread::sleep(Duration::from_millis(pause_ms));
+            }
+        }
+        Op::Truncate => open().set_len(0).unwrap(),
+        Op::WriteFirstHalf => open().write_all(&new[..new.len() / 2]).unwrap(),
+        Op::WriteSecondHalf => {
+            let mut file = open();
+            file.seek(SeekFrom::Start((new.len() / 2) as u64)).unwrap();
+            file.write_all(&new[new.len() / 2..]).unwrap();
+        }
+        Op::TempThenRename => install_atomically(target, new),
+        Op::Relink => {
+            fs::remove_file(target).unwrap();
+            let mut file = fs::File::create(target).unwrap();
+            file.set_len(new.len() as u64).unwrap();
+            let chunk = 256 * 1024;
+            for start in (0..new.len()).step_by(chunk).rev() {
+                file.seek(SeekFrom::Start(start as u64)).unwrap();
+                file.write_all(&new[start..(start + chunk).min(new.len())]).unwrap();
+            }
+            drop(file);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(target, fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
+        Op::WriteOther => fs::write(target, other).unwrap(),
+        Op::Pause { debounces } => std::thread::sleep(DEBOUNCE * debounces),
+    }
+}
+
+/// Each save pattern replaces build "one" with build "two"; each must end in exactly one reload, of "two".
+const PATTERNS: &[(&str, &[Op])] = &[
+    ("cp over the loaded file", &[Op::Truncate, Op::WriteInPlace { pause_ms: 1 }]),
+    ("write to a temporary file, then rename over", &[Op::TempThenRename]),
+    ("a linker's re-link: new inode, written back to front", &[Op::Relink]),
+    (
+        "truncate, pause longer than the debounce, rewrite in place",
+        &[Op::Truncate, Op::Pause { debounces: 4 }, Op::WriteInPlace { pause_ms: 0 }],
+    ),
+    (
+        "a slow writer: half, pause longer than the debounce, the rest",
+        &[Op::Truncate, Op::WriteFirstHalf, Op::Pause { debounces: 4 }, Op::WriteSecondHalf],
+    ),
+    (
+        "a burst of whole-file writes, ending with the new build",
+        &[
+            Op::WriteOther,
+            Op::TempThenRename,
+            Op::WriteOther,
+            Op::Relink,
+            Op::WriteOther,
+            Op::Truncate,
+            Op::WriteInPlace { pause_ms: 0 },
+        ],
+    ),
+];
+
+#[test]
+fn every_save_pattern_ends_in_exactly_one_reload_of_the_final_bytes() {
+    let (one, two) = (Reloadable::marked("one"), Reloadable::marked("two"));
+    let new = fs::read(two.library()).unwrap();
+    let other = fs::read(Reloadable::marked("three").library()).unwrap();
+    for (name, ops) in PATTERNS {
+        let layout = Layout::new();
+        let dir = layout.add_reloadable(one, "");
+        let host = Host::new(layout.watch_config()).unwrap();
+        assert!(host.load_all().failures.is_empty());
+        let events = host.subscribe();
+        let _watcher = host.watch().unwrap();
+        let target = dir.join(library_file("reloadable"));
+        for op in *ops {
+            apply(*op, &target, &new, &other);
+        }
+        let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+        assert!(matches!(event.kind, EventKind::Reloaded { from_generation: 1, .. }), "{name}: {event}");
+        assert_eq!(mark(&host), "two", "{name}");
+        assert_quiet(&events, DEBOUNCE * 8);
+        assert_eq!(host.plugin("reloadable").unwrap().generation(), Some(2), "{name}: one reload, not more");
+    }
+}
+
+#[test]
+fn a_reload_storm_is_served_without_a_single_failed_call() {
+    const RELOADS: usize = 60;
+    const THREADS: usize = 8;
+    let builds = [Reloadable::marked("one"), Reloadable::marked("two")];
+    let bytes = builds.map(|b| fs::read(b.library()).unwrap());
+    let layout = Layout::new();
+    let dir = layout.add_reloadable(builds[0], "");
+    let host = Arc::new(Host::new(layout.watch_config()).unwrap());
+    assert!(host.load_all().failures.is_empty());
+    let events = host.subscribe();
+    let _watcher = host.watch().unwrap();
+    let final_mark = builds[RELOADS % 2].mark;
+    let (swapped, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (calls, failures) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let start = Arc::new(Barrier::new(THREADS + 1));
+    let callers: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (host, swapped, stop, calls, failures, start) = (
+                Arc::clone(&host),
+                Arc::clone(&swapped),
+                Arc::clone(&stop),
+                Arc::clone(&calls),
+                Arc::clone(&failures),
+                Arc::clone(&start),
+            );
+            std::thread::spawn(move || {
+                let handle = host.plugin("reloadable").unwrap();
+                start.wait();
+                let mut after_swap = 0;
+                while after_swap < 100 || !stop.load(Ordering::SeqCst) {
+                    let started_after_swap = swapped.load(Ordering::SeqCst);
+                    let answer: Result<String, CallError> = handle.call_json("mark", &());
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    match answer {
+                        Ok(mark) if started_after_swap => {
+                            assert_eq!(mark, final_mark, "a call after the last swap reached an old generation");
+                            after_swap += 1;
+                        }
+                        Ok(mark) => assert!(mark == "one" || mark == "two", "{mark}"),
+                        Err(error) => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("call failed during the storm: {error}");
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    start.wait();
+    let target = dir.join(library_file("reloadable"));
+    let mut latencies = Vec::new();
+    for reload in 1..=RELOADS {
+        install_atomically(&target, &bytes[reload % 2]);
+        let written = Instant::now();
+        let event = wait_for_reload(&events, "reloadable");
+        latencies.push(written.elapsed());
+        assert_eq!(event.generation, Some(reload as u64 + 1));
+    }
+    swapped.store(true, Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    for caller in callers {
+        caller.join().expect("a calling thread saw a wrong answer");
+    }
+    latencies.sort();
+    eprintln!(
+        "storm: {RELOADS} reloads, {} calls from {THREADS} threads, {} failed; write -> serving median {:?}, p99 {:?} (debounce {DEBOUNCE:?}, debug build)",
+        calls.load(Ordering::Relaxed),
+        failures.load(Ordering::Relaxed),
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() * 99 / 100],
+    );
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "calls failed during the storm");
+    assert_eq!(mark(&host), final_mark);
+    let status = host.plugins().into_iter().find(|s| s.name.as_str() == "reloadable").unwrap();
+    assert_eq!(status.retired_generations, RELOADS as u64);
+    assert!(status.retired_bytes > 0, "the other build's library stays mapped: {status:?}");
+}
+
+#[test]
+fn a_call_in_flight_finishes_on_the_generation_it_started_on() {
+    let layout = Layout::new();
+    let dir = layout.add_reloadable(Reloadable::marked("one"), "");
+    let host = Arc::new(layout.host());
+    host.load_all();
+    let handle = host.plugin("reloadable").unwrap();
+    let in_flight = {
+        let handle = handle.clone();
+        std::thread::spawn(move || handle.call_json::<_, String>("slow", &400).unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(50)); // let the slow call start before the swap
+    install_atomically(&dir.join(library_file("reloadable")), &fs::read(Reloadable::marked("two").library()).unwrap());
+    let report = host.load_all();
+    assert_eq!(report.reloaded.len(), 1, "{report:?}");
+    assert_eq!(handle.call_json::<_, String>("mark", &()).unwrap(), "two", "new calls go to the new generation");
+    assert_eq!(in_flight.join().unwrap(), "one", "the call in flight finished on its own generation");
+}
+
+/// A broken new version: how to break it, and words its refusal must contain.
+type Breakage = (&'static str, fn(&Layout, &Path), &'static str);
+
+const BREAKAGES: &[Breakage] = &[
+    (
+        "a truncated library",
+        |_, dir| {
+            let bytes = fs::read(Reloadable::marked("two").library()).unwrap();
+            install_atomically(&dir.join(library_file("reloadable")), &bytes[..bytes.len() / 2]);
+        },
+        "is truncated",
+    ),
+    (
+        "a library built against plugin-api 2",
+        |_, dir| {
+            let bytes = fs::read(api_variant(ApiVariant::NextMajor)).unwrap();
+            install_atomically(&dir.join(library_file("reloadable")), &bytes);
+        },
+        "plugin-api 2.0.0 is incompatible",
+    ),
+    (
+        "a sha256 in the manifest that the library does not have",
+        |_, dir| {
+            let text = Reloadable::marked("one")
+                .manifest("")
+                .replace("linux = \"libreloadable.so\"", &format!("linux = {{ path = \"libreloadable.so\", sha256 = \"{}\" }}", "ab".repeat(32)));
+            fs::write(dir.join("reloadable.toml"), text).unwrap();
+        },
+        "sha256",
+    ),
+    (
+        "a create that panics",
+        |_, dir| {
+            let text = Reloadable::marked("one").manifest("") + "[config]\ncreate = \"panic\"\n";
+            fs::write(dir.join("reloadable.toml"), text).unwrap();
+        },
+        "create of one exploded on purpose",
+    ),
+    (
+        "an older state schema than the serving generation's (a downgrade)",
+        |_, dir| {
+            let older = Reloadable { schema: 1, ..Reloadable::marked("two") };
+            install_atomically(&dir.join(library_file("reloadable")), &fs::read(older.library()).unwrap());
+        },
+        "state is in schema 2 but the new version reads up to schema 1",
+    ),
+    (
+        "a manifest edited into invalid TOML",
+        |_, dir| fs::write(dir.join("reloadable.toml"), "name = \"reloadable\"\nversion = \n").unwrap(),
+        "fix the manifest",
+    ),
+];
+
+#[test]
+fn a_broken_new_version_leaves_the_old_one_serving_and_a_fixed_one_is_picked_up() {
+    let serving = Reloadable { schema: 2, ..Reloadable::marked("one") };
+    for (name, break_it, words) in BREAKAGES {
+        let layout = Layout::new();
+        let dir = layout.add_reloadable(serving, "");
+        let host = layout.host();
+        assert!(host.load_all().failures.is_empty(), "{name}");
+        host.plugin("reloadable").unwrap().call("count", b"null").unwrap();
+        let events = host.subscribe();
+        break_it(&layout, &dir);
+        let report = host.load_all();
+        assert_eq!(report.failures.len(), 1, "{name}: {report:?}");
+        let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+        assert_eq!(event.kind, EventKind::ReloadFailed, "{name}: {event}");
+        assert!(event.detail.contains(words), "{name}: {event}");
+        assert_eq!(mark(&host), "one", "{name}: the old generation keeps serving");
+        let status = host.plugins().into_iter().next().unwrap();
+        assert_eq!(status.state, PluginState::Active, "{name}");
+        assert!(status.reload_error.as_deref().is_some_and(|e| e.contains(words)), "{name}: {status:?}");
+
+        let fixed = Reloadable { schema: 2, ..Reloadable::marked("two") };
+        fs::write(dir.join("reloadable.toml"), fixed.manifest("")).unwrap();
+        install_atomically(&dir.join(library_file("reloadable")), &fs::read(fixed.library()).unwrap());
+        let report = host.load_all();
+        assert_eq!(report.reloaded.len(), 1, "{name}: {report:?}");
+        assert_eq!(mark(&host), "two", "{name}");
+        let count: u64 = host.plugin("reloadable").unwrap().call_json("count", &()).unwrap();
+        assert_eq!(count, 2, "{name}: the state came along");
+    }
+}
+
+#[test]
+fn the_stateful_example_keeps_its_counters_across_a_release_that_changes_its_code() {
+    let layout = Layout::new();
+    let dir = layout.add_example("quota");
+    let host = layout.host();
+    host.load_all();
+    let quota = host.plugin("quota").unwrap();
+    for _ in 0..2 {
+        quota.call("consume", br#"{"key":"team-b"}"#).unwrap();
+    }
+    let release = example_release("quota", "1.1.0", "key(s) at their quota", "key(s) have used up their quota");
+    install_atomically(&dir.join(library_file("quota")), &fs::read(release).unwrap());
+    let manifest = fs::read_to_string(dir.join("quota.toml")).unwrap().replace("version = \"1.0.0\"", "version = \"1.1.0\"");
+    fs::write(dir.join("quota.toml"), manifest).unwrap();
+    let events = host.subscribe();
+    assert_eq!(host.load_all().reloaded.len(), 1);
+    let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+    assert_eq!(
+        event.kind,
+        EventKind::Reloaded { from_version: "1.0.0".into(), from_generation: 1 },
+        "{event}"
+    );
+    assert_eq!((event.version.as_str(), event.generation), ("1.1.0", Some(2)));
+    let usage: serde_json::Value = quota.call_json("consume", &serde_json::json!({"key": "team-b"})).unwrap();
+    assert_eq!(usage["used"], 3, "the counters came along: {usage}");
+    assert_eq!(quota.health().unwrap().detail, "1 key(s) have used up their quota", "the new code serves");
+}
+
+#[test]
+fn live_manifest_edits_reconfigure_disable_enable_and_reload() {
+    let layout = Layout::new();
+    let greeter = layout.add_example("greeter");
+    let reloadable = layout.add_reloadable(Reloadable::marked("one"), "");
+    let host = Host::new(layout.watch_config()).unwrap();
+    host.load_all();
+    let events = host.subscribe();
+    let _watcher = host.watch().unwrap();
+    let greet = || host.plugin("greeter").unwrap().call_json::<_, String>("greet", &serde_json::json!({"name": "ops"}));
+    let manifest = greeter.join("greeter.toml");
+    let original = fs::read_to_string(&manifest).unwrap();
+
+    // A [config] edit reaches the serving generation without a reload (greeter has berth.reconfigure/1).
+    fs::write(&manifest, original.replace("greeting = \"Hello\"", "greeting = \"Ahoy\"")).unwrap();
+    let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+    assert_eq!((event.kind.clone(), event.generation), (EventKind::Reconfigured, Some(1)), "{event}");
+    assert_eq!(greet().unwrap(), "Ahoy, ops!");
+
+    // enabled = false takes it out of service with a clear error; enabled = true brings it back.
+    fs::write(&manifest, original.replace("api = \"^1.0\"", "api = \"^1.0\"\nenabled = false")).unwrap();
+    let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+    assert_eq!(event.kind, EventKind::Disabled, "{event}");
+    match greet() {
+        Err(CallError::NotActive { state: PluginState::Disabled, reason, .. }) => {
+            assert!(reason.contains("enabled = false"), "{reason}")
+        }
+        other => panic!("a disabled plugin answered: {other:?}"),
+    }
+    fs::write(&manifest, &original).unwrap();
+    let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+    assert_eq!((event.kind.clone(), event.generation), (EventKind::Loaded, Some(2)), "{event}");
+    assert_eq!(greet().unwrap(), "Hello, ops!");
+
+    // A plugin without berth.reconfigure/1 gets its new [config] through a reload, its state handed over.
+    host.plugin("reloadable").unwrap().call("count", b"null").unwrap();
+    let text = Reloadable::marked("one").manifest("") + "[config]\ncreate = \"ok\"\n";
+    fs::write(reloadable.join("reloadable.toml"), text).unwrap();
+    let event = wait_for_reload(&events, "reloadable");
+    assert_eq!(event.generation, Some(2));
+    assert_eq!(host.plugin("reloadable").unwrap().call_json::<_, u64>("count", &()).unwrap(), 2);
+
+    // A version change (new library and manifest together) reloads.
+    let release = Reloadable { version: "1.1.0", ..Reloadable::marked("two") };
+    install_atomically(&reloadable.join(library_file("reloadable")), &fs::read(release.library()).unwrap());
+    fs::write(reloadable.join("reloadable.toml"), release.manifest("")).unwrap();
+    let event = wait_for_reload(&events, "reloadable");
+    assert_eq!(event.kind, EventKind::Reloaded { from_version: "1.0.0".into(), from_generation: 2 });
+    assert_eq!(event.version, "1.1.0");
+
+    // An invalid manifest leaves the running generation alone and says why.
+    fs::write(&manifest, "name = \"greeter\"\nversion = \"1.0.0\"\napi = \"^1.0\"\nlibary = {}\n").unwrap();
+    let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+    assert_eq!(event.kind, EventKind::ReloadFailed, "{event}");
+    assert!(event.detail.contains("unknown field `libary`"), "{event}");
+    assert_eq!(greet().unwrap(), "Hello, ops!");
+}
+
+#[test]
+fn plugin_directories_that_appear_are_loaded_and_those_removed_are_shut_down() {
+    let layout = Layout::new();
+    let host = Host::new(layout.watch_config()).unwrap();
+    host.load_all();
+    let events = host.subscribe();
+    let _watcher = host.watch().unwrap();
+    // Installed the way a person would: the directory, the library, then the manifest.
+    let staging = tempfile::tempdir().unwrap();
+    let dir = staging.path().join("greeter");
+    fs::create_dir(&dir).unwrap();
+    fs::copy(library("greeter"), dir.join(library_file("greeter"))).unwrap();
+    fs::copy(root().join("manifests/greeter.toml"), dir.join("greeter.toml")).unwrap();
+    fs::rename(&dir, layout.plugins().join("greeter")).unwrap();
+    let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+    assert_eq!(event.kind, EventKind::Loaded, "{event}");
+    let greeter = host.plugin("greeter").unwrap();
+    assert_eq!(greeter.call_json::<_, String>("greet", &serde_json::json!({"name": "ops"})).unwrap(), "Hello, ops!");
+
+    fs::remove_dir_all(layout.plugins().join("greeter")).unwrap();
+    let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+    assert_eq!(event.kind, EventKind::Removed, "{event}");
+    match greeter.call("greet", br#"{"name":"ops"}"#) {
+        Err(CallError::NotActive { state: PluginState::Removed, reason, .. }) => {
+            assert!(reason.contains("was deleted"), "{reason}")
+        }
+        other => panic!("a removed plugin answered: {other:?}"),
+    }
+}
+
+#[test]
+fn overwriting_the_loaded_library_in_place_does_not_crash_the_host() {
+    let layout = Layout::new();
+    let dir = layout.add_reloadable(Reloadable::marked("one"), "");
+    let host = Host::new(layout.watch_config()).unwrap();
+    host.load_all();
+    let events = host.subscribe();
+    let _watcher = host.watch().unwrap();
+    let target = dir.join(library_file("reloadable"));
+    // Garbage over the start of the file the manifest names: the host runs a private copy, never this file.
+    let mut file = OpenOptions::new().write(true).open(&target).unwrap();
+    file.write_all(&vec![0xCC; 256 * 1024]).unwrap();
+    drop(file);
+    for _ in 0..100 {
+        assert_eq!(mark(&host), "one");
+    }
+    let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+    assert_eq!(event.kind, EventKind::ReloadFailed, "{event}");
+    // Then the complete new build, in place.
+    let mut file = OpenOptions::new().write(true).truncate(true).open(&target).unwrap();
+    file.write_all(&fs::read(Reloadable::marked("two").library()).unwrap()).unwrap();
+    drop(file);
+    wait_for_reload(&events, "reloadable");
+    assert_eq!(mark(&host), "two");
+}
+
+#[test]
+fn retired_generations_are_counted_and_past_the_limit_reloads_are_refused() {
+    let layout = Layout::new();
+    let dir = layout.add_reloadable(Reloadable::marked("one"), "");
+    let reload = ReloadConfig { max_retired_generations: 2, ..ReloadConfig::default() };
+    let host = Host::new(HostConfig { reload, ..layout.config() }).unwrap();
+    host.load_all();
+    let builds = [Reloadable::marked("two"), Reloadable::marked("three"), Reloadable::marked("four")];
+    let target = dir.join(library_file("reloadable"));
+    for build in &builds[..2] {
+        install_atomically(&target, &fs::read(build.library()).unwrap());
+        assert_eq!(host.load_all().reloaded.len(), 1);
+    }
+    let status = host.plugins().into_iter().next().unwrap();
+    assert_eq!(status.retired_generations, 2);
+    let one_and_two = fs::metadata(Reloadable::marked("one").library()).unwrap().len()
+        + fs::metadata(Reloadable::marked("two").library()).unwrap().len();
+    assert_eq!(status.retired_bytes, one_and_two, "the libraries only retired generations use");
+    assert_eq!(host.retired().generations, 2);
+
+    install_atomically(&target, &fs::read(builds[2].library()).unwrap());
+    let report = host.load_all();
+    let message = report.failures[0].error.to_string();
+    assert!(
+        message.contains("2 retired generations already pin") && message.contains("max_retired_generations = 2"),
+        "{message}"
+    );
+    assert!(message.contains("restart the host"), "{message}");
+    assert_eq!(mark(&host), "three", "the serving generation keeps serving");
+}
+
+#[test]
+fn shutdown_goes_in_reverse_dependency_order() {
+    let layout = Layout::new();
+    for plugin in ["text-filters", "webhook-signer", "greeter"] {
+        layout.add_example(plugin);
+    }
+    // The signer's key comes from an environment variable cargo sets for every test process.
+    let manifest = layout.plugins().join("webhook-signer/webhook-signer.toml");
+    let text = fs::read_to_string(&manifest).unwrap().replace("WEBHOOK_SECRET", "CARGO_PKG_DESCRIPTION");
+    fs::write(&manifest, text).unwrap();
+    let host = layout.host();
+    let report = host.load_all();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let events = host.subscribe();
+    host.shutdown();
+    let order: Vec<String> = events.try_iter().filter(|e| e.kind == EventKind::Retired).map(|e| e.plugin.to_string()).collect();
+    let position = |name: &str| order.iter().position(|p| p == name).unwrap();
+    assert!(position("webhook-signer") < position("text-filters"), "{order:?}");
+    assert_eq!(order.len(), 3);
+}

@@ -33,15 +33,21 @@ fn profile() -> String {
     env::var("BERTH_FIXTURE_PROFILE").unwrap_or_else(|_| "debug".to_owned())
 }
 
-fn cargo_build(manifest: &Path, packages: &[&str]) {
+/// Runs cargo with `args` on the workspace of `manifest`, in the fixtures' target directory and profile.
+fn cargo(args: &[&str], manifest: &Path) {
     let mut command = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    command.args(["build", "--quiet", "--profile", if profile() == "release" { "release" } else { "dev" }]);
+    command.args(args).args(["--profile", if profile() == "release" { "release" } else { "dev" }]);
     command.arg("--manifest-path").arg(manifest).arg("--target-dir").arg(fixtures_target());
-    for package in packages {
-        command.args(["-p", package]);
-    }
     let status = command.status().expect("cargo runs");
-    assert!(status.success(), "building {packages:?} from {} failed", manifest.display());
+    assert!(status.success(), "cargo {args:?} on {} failed", manifest.display());
+}
+
+fn cargo_build(manifest: &Path, packages: &[&str]) {
+    let mut args = vec!["build", "--quiet"];
+    for package in packages {
+        args.extend(["-p", package]);
+    }
+    cargo(&args, manifest);
 }
 
 /// Builds the example plugins, the `berth` binary and the fixture plugins (once per process) and returns the
@@ -207,6 +213,9 @@ impl Reloadable {
             replace_once(&source, "const STATE_SCHEMA: u32 = 1;", &format!("const STATE_SCHEMA: u32 = {};", self.schema));
             fs::write(dir.join("Cargo.toml"), "[workspace]\nresolver = \"3\"\nmembers = [\"reloadable\"]\n").unwrap();
             fs::copy(root().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+            // Every variant is the same package to cargo (name, version, relative path), so its fingerprint
+            // would call the first variant's build fresh: clean it first.
+            cargo(&["clean", "--quiet", "-p", "reloadable"], &dir.join("Cargo.toml"));
             cargo_build(&dir.join("Cargo.toml"), &["reloadable"]);
             let library = dir.join(library_file("reloadable"));
             fs::copy(fixtures_target().join(profile()).join(library_file("reloadable")), &library).unwrap();
@@ -248,6 +257,7 @@ pub fn example_release(plugin: &str, version: &str, from: &str, to: &str) -> Pat
         replace_once(&dir.join(plugin).join("Cargo.toml"), "version = \"1.0.0\"", &format!("version = {version:?}"));
         replace_once(&dir.join(plugin).join("src/lib.rs"), from, to);
         write_workspace(&dir, &[plugin], Some(&root().join("plugin-api")));
+        cargo(&["clean", "--quiet", "-p", plugin], &dir.join("Cargo.toml"));
         cargo_build(&dir.join("Cargo.toml"), &[plugin]);
         let library = dir.join(library_file(plugin));
         fs::copy(fixtures_target().join(profile()).join(library_file(plugin)), &library).unwrap();

@@ -326,7 +326,7 @@ fn the_stateful_example_keeps_its_counters_across_a_release_that_changes_its_cod
     for _ in 0..2 {
         quota.call("consume", br#"{"key":"team-b"}"#).unwrap();
     }
-    let release = example_release("quota", "1.1.0", "key(s) at their quota", "key(s) have used up their quota");
+    let release = example_release("quota", "1.1.0", "format!(\"{n} key(s) at their quota\")", "format!(\"{n} key(s) have used up their quota\")");
     install_atomically(&dir.join(library_file("quota")), &fs::read(release).unwrap());
     let manifest = fs::read_to_string(dir.join("quota.toml")).unwrap().replace("version = \"1.0.0\"", "version = \"1.1.0\"");
     fs::write(dir.join("quota.toml"), manifest).unwrap();

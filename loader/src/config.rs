@@ -136,7 +136,8 @@ mod tests {
         let config = HostConfig::from_file(&path).unwrap();
         assert_eq!(config.plugin_dirs, vec![dir.path().join("p"), PathBuf::from("/abs")]);
         assert_eq!(config.cache_dir, dir.path().join("c"));
-        let expected = ReloadConfig { debounce: Duration::from_millis(40), max_retired_generations: 3, ..Default::default() };
+        let expected =
+            ReloadConfig { debounce: Duration::from_millis(40), max_retired_generations: 3, ..Default::default() };
         assert_eq!(config.reload, expected);
     }
 

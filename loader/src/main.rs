@@ -338,7 +338,10 @@ fn info(host: &Host, report: &LoadReport, target: &str) -> Result<ExitCode, Stri
         println!("reload:     last reload refused: {error}");
     }
     if let (Some(generation), Some(library), Some(sha256)) = (status.generation, &status.library, &status.sha256) {
-        println!("generation: {generation} ({} retired, pinning {} bytes)", status.retired_generations, status.retired_bytes);
+        println!(
+            "generation: {generation} ({} retired, pinning {} bytes)",
+            status.retired_generations, status.retired_bytes
+        );
         println!("sha256:     {sha256}");
         print_library(library);
         if let Ok(health) = host.plugin(target).and_then(|h| h.health()) {

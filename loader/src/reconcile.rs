@@ -135,7 +135,8 @@ impl Inner {
                 _ => manifests.iter().position(|m| Some(&m.path) == serving_at.as_ref()),
             };
             // A second manifest with a known name: the plugin serving keeps its place, the newcomer is refused.
-            let elsewhere = serving_at.filter(|path| paths.contains(path) && !manifests.iter().any(|m| &m.path == path));
+            let elsewhere =
+                serving_at.filter(|path| paths.contains(path) && !manifests.iter().any(|m| &m.path == path));
             for (i, manifest) in manifests.iter().enumerate() {
                 if keep == Some(i) && elsewhere.is_none() {
                     continue;
@@ -195,10 +196,10 @@ impl Inner {
     /// A serving plugin whose manifest is `manifest` now: reload, reconfigure, or record the edit.
     fn update(&self, scope: &Scope, manifest: &Manifest, generation: &Arc<Generation>, report: &mut LoadReport) {
         let name = &manifest.name;
-        let applied = self.registry.applied(name).unwrap_or_else(|| Applied {
-            manifest: generation.manifest.clone(),
-            stamp: generation.stamp,
-        });
+        let applied = self
+            .registry
+            .applied(name)
+            .unwrap_or_else(|| Applied { manifest: generation.manifest.clone(), stamp: generation.stamp });
         let library_changed =
             library_stamp(manifest) != Some(applied.stamp) || !same_library_and_metadata(manifest, &applied.manifest);
         let config_changed = manifest.config != applied.manifest.config;
@@ -407,14 +408,22 @@ impl Inner {
         self.registry.transition(manifest, PluginState::Failed, error.to_string());
         self.registry.record_failed_attempt(manifest, library_stamp(manifest));
         tracing::debug!(plugin = %manifest.name, "{}", error.details());
-        report.failures.push(LoadFailure { manifest: manifest.path.clone(), plugin: Some(manifest.name.clone()), error });
+        report.failures.push(LoadFailure {
+            manifest: manifest.path.clone(),
+            plugin: Some(manifest.name.clone()),
+            error,
+        });
     }
 
     /// A reload that failed: the serving generation keeps serving, and the reason is reported.
     fn reload_failed(&self, report: &mut LoadReport, manifest: &Manifest, error: LoadError) {
         self.registry.reload_failed(&manifest.name, error.to_string());
         tracing::debug!(plugin = %manifest.name, "{}", error.details());
-        report.failures.push(LoadFailure { manifest: manifest.path.clone(), plugin: Some(manifest.name.clone()), error });
+        report.failures.push(LoadFailure {
+            manifest: manifest.path.clone(),
+            plugin: Some(manifest.name.clone()),
+            error,
+        });
     }
 
     /// Whether `error` says the library is incomplete and it changed within the settle time: a writer is

@@ -109,16 +109,13 @@ impl fmt::Display for Event {
         match &self.kind {
             EventKind::Progress => write!(f, "{plugin}: {}: {}", self.state, self.detail),
             EventKind::Loaded => write!(f, "{plugin}: loaded {version}{generation}"),
-            EventKind::Reloaded { from_version, from_generation } => write!(
-                f,
-                "{plugin}: reloaded {from_version} (generation {from_generation}) -> {version}{generation}"
-            ),
+            EventKind::Reloaded { from_version, from_generation } => {
+                write!(f, "{plugin}: reloaded {from_version} (generation {from_generation}) -> {version}{generation}")
+            }
             EventKind::Reconfigured => write!(f, "{plugin}: reconfigured {version}{generation}: {}", self.detail),
-            EventKind::ReloadFailed => write!(
-                f,
-                "{plugin}: reload refused, {version}{generation} keeps serving: {}",
-                self.detail
-            ),
+            EventKind::ReloadFailed => {
+                write!(f, "{plugin}: reload refused, {version}{generation} keeps serving: {}", self.detail)
+            }
             EventKind::Failed => write!(f, "{plugin}: failed: {}", self.detail),
             EventKind::Disabled => write!(f, "{plugin}: disabled: {}", self.detail),
             EventKind::Removed => write!(f, "{plugin}: removed: {}", self.detail),
@@ -264,10 +261,8 @@ impl Slot {
     /// Moves to `state`. Failed, Disabled, Removed and Retired take the serving generation (if any) out of
     /// service; calls in flight finish on it.
     fn transition(&self, state: PluginState, detail: String) {
-        let stops = matches!(
-            state,
-            PluginState::Failed | PluginState::Disabled | PluginState::Removed | PluginState::Retired
-        );
+        let stops =
+            matches!(state, PluginState::Failed | PluginState::Disabled | PluginState::Removed | PluginState::Retired);
         let previous = if stops { self.replace(None) } else { None };
         let version = {
             let mut status = self.status();

@@ -163,7 +163,8 @@ impl Debouncer {
             self.dirty.clear();
             Scope::Rescan
         } else {
-            let ready: Vec<PathBuf> = self.dirty.iter().filter(|(_, last)| quiet(last)).map(|(p, _)| p.clone()).collect();
+            let ready: Vec<PathBuf> =
+                self.dirty.iter().filter(|(_, last)| quiet(last)).map(|(p, _)| p.clone()).collect();
             if ready.is_empty() {
                 return Some(());
             }

@@ -154,7 +154,11 @@ fn build_api_variant(variant: ApiVariant) -> PathBuf {
             fs::write(api.join("src/ext.rs"), "//! No extension interfaces in 1.0.\n").unwrap();
             fs::remove_dir_all(api.join("src/ext")).expect("remove the extensions added after 1.0");
             // Only the extensions use it.
-            replace_once(&api.join("src/export.rs"), "pub(crate) struct Guarded", "#[allow(dead_code)]\npub(crate) struct Guarded");
+            replace_once(
+                &api.join("src/export.rs"),
+                "pub(crate) struct Guarded",
+                "#[allow(dead_code)]\npub(crate) struct Guarded",
+            );
         }
         ApiVariant::ChangedLayout => {
             replace_once(
@@ -207,10 +211,18 @@ impl Reloadable {
             let krate = dir.join("reloadable");
             copy_dir(&root().join("tests/fixtures/reloadable"), &krate);
             replace_once(&krate.join("Cargo.toml"), "version = \"1.0.0\"", &format!("version = {:?}", self.version));
-            replace_once(&krate.join("Cargo.toml"), "../../../plugin-api", &root().join("plugin-api").to_string_lossy());
+            replace_once(
+                &krate.join("Cargo.toml"),
+                "../../../plugin-api",
+                &root().join("plugin-api").to_string_lossy(),
+            );
             let source = krate.join("src/lib.rs");
             replace_once(&source, "const MARK: &str = \"one\";", &format!("const MARK: &str = {:?};", self.mark));
-            replace_once(&source, "const STATE_SCHEMA: u32 = 1;", &format!("const STATE_SCHEMA: u32 = {};", self.schema));
+            replace_once(
+                &source,
+                "const STATE_SCHEMA: u32 = 1;",
+                &format!("const STATE_SCHEMA: u32 = {};", self.schema),
+            );
             fs::write(dir.join("Cargo.toml"), "[workspace]\nresolver = \"3\"\nmembers = [\"reloadable\"]\n").unwrap();
             fs::copy(root().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
             // Every variant is the same package to cargo (name, version, relative path), so its fingerprint
@@ -240,7 +252,10 @@ fn write_workspace(dir: &Path, members: &[&str], plugin_api: Option<&Path>) {
     let dependencies = ws["dependencies"].as_table_mut().unwrap();
     dependencies.remove("berth");
     if let Some(path) = plugin_api {
-        dependencies["berth-plugin-api"].as_table_mut().unwrap().insert("path".into(), path.to_string_lossy().into_owned().into());
+        dependencies["berth-plugin-api"]
+            .as_table_mut()
+            .unwrap()
+            .insert("path".into(), path.to_string_lossy().into_owned().into());
     }
     fs::write(dir.join("Cargo.toml"), toml::to_string(&workspace).unwrap()).unwrap();
     fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
@@ -403,7 +418,8 @@ pub fn wait_for(events: &Receiver<Event>, timeout: Duration, wanted: impl Fn(&Ev
 /// Waits for the next reload of `plugin` (a `Reloaded` event) and returns it; fails on a refused reload.
 pub fn wait_for_reload(events: &Receiver<Event>, plugin: &str) -> Event {
     let event = wait_for(events, Duration::from_secs(20), |e| {
-        e.plugin.as_str() == plugin && matches!(e.kind, EventKind::Reloaded { .. } | EventKind::ReloadFailed | EventKind::Failed)
+        e.plugin.as_str() == plugin
+            && matches!(e.kind, EventKind::Reloaded { .. } | EventKind::ReloadFailed | EventKind::Failed)
     });
     assert!(matches!(event.kind, EventKind::Reloaded { .. }), "expected a reload, got: {event}");
     event

@@ -254,9 +254,10 @@ const BREAKAGES: &[Breakage] = &[
     (
         "a sha256 in the manifest that the library does not have",
         |_, dir| {
-            let text = Reloadable::marked("one")
-                .manifest("")
-                .replace("linux = \"libreloadable.so\"", &format!("linux = {{ path = \"libreloadable.so\", sha256 = \"{}\" }}", "ab".repeat(32)));
+            let text = Reloadable::marked("one").manifest("").replace(
+                "linux = \"libreloadable.so\"",
+                &format!("linux = {{ path = \"libreloadable.so\", sha256 = \"{}\" }}", "ab".repeat(32)),
+            );
             fs::write(dir.join("reloadable.toml"), text).unwrap();
         },
         "sha256",
@@ -326,18 +327,20 @@ fn the_stateful_example_keeps_its_counters_across_a_release_that_changes_its_cod
     for _ in 0..2 {
         quota.call("consume", br#"{"key":"team-b"}"#).unwrap();
     }
-    let release = example_release("quota", "1.1.0", "format!(\"{n} key(s) at their quota\")", "format!(\"{n} key(s) have used up their quota\")");
+    let release = example_release(
+        "quota",
+        "1.1.0",
+        "format!(\"{n} key(s) at their quota\")",
+        "format!(\"{n} key(s) have used up their quota\")",
+    );
     install_atomically(&dir.join(library_file("quota")), &fs::read(release).unwrap());
-    let manifest = fs::read_to_string(dir.join("quota.toml")).unwrap().replace("version = \"1.0.0\"", "version = \"1.1.0\"");
+    let manifest =
+        fs::read_to_string(dir.join("quota.toml")).unwrap().replace("version = \"1.0.0\"", "version = \"1.1.0\"");
     fs::write(dir.join("quota.toml"), manifest).unwrap();
     let events = host.subscribe();
     assert_eq!(host.load_all().reloaded.len(), 1);
     let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
-    assert_eq!(
-        event.kind,
-        EventKind::Reloaded { from_version: "1.0.0".into(), from_generation: 1 },
-        "{event}"
-    );
+    assert_eq!(event.kind, EventKind::Reloaded { from_version: "1.0.0".into(), from_generation: 1 }, "{event}");
     assert_eq!((event.version.as_str(), event.generation), ("1.1.0", Some(2)));
     let usage: serde_json::Value = quota.call_json("consume", &serde_json::json!({"key": "team-b"})).unwrap();
     assert_eq!(usage["used"], 3, "the counters came along: {usage}");
@@ -504,7 +507,8 @@ fn shutdown_goes_in_reverse_dependency_order() {
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     let events = host.subscribe();
     host.shutdown();
-    let order: Vec<String> = events.try_iter().filter(|e| e.kind == EventKind::Retired).map(|e| e.plugin.to_string()).collect();
+    let order: Vec<String> =
+        events.try_iter().filter(|e| e.kind == EventKind::Retired).map(|e| e.plugin.to_string()).collect();
     let position = |name: &str| order.iter().position(|p| p == name).unwrap();
     assert!(position("webhook-signer") < position("text-filters"), "{order:?}");
     assert_eq!(order.len(), 3);

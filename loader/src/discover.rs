@@ -16,36 +16,41 @@ pub fn discover(dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<LoadFailure>) {
     let mut manifests = Vec::new();
     let mut failures = Vec::new();
     for dir in dirs {
-        if let Err(source) = walk(dir, 0, &mut manifests) {
-            failures.push(LoadFailure {
-                manifest: dir.clone(),
-                plugin: None,
-                error: LoadError::PluginDir { dir: dir.clone(), source },
-            });
-        }
+        walk(dir, 0, &mut manifests, &mut failures);
     }
     manifests.sort();
     manifests.dedup();
     (manifests, failures)
 }
 
-fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
+/// Collects the manifests under `dir`; a directory that cannot be read is a failure of its own (the others
+/// are still searched), so that a rescan never takes the plugins under it for deleted.
+fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>, failures: &mut Vec<LoadFailure>) {
+    let fail = |source| LoadFailure {
+        manifest: dir.to_owned(),
+        plugin: None,
+        error: LoadError::PluginDir { dir: dir.to_owned(), source },
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(source) => return failures.push(fail(source)),
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(source) => return failures.push(fail(source)),
+        };
+        if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
         let path = entry.path();
-        let kind = entry.file_type()?;
+        let Ok(kind) = entry.file_type() else { continue };
         if kind.is_dir() && depth < MAX_DEPTH {
-            // A subdirectory that cannot be read is skipped, not fatal for the whole directory.
-            let _ = walk(&path, depth + 1, found);
+            walk(&path, depth + 1, found, failures);
         } else if path.extension().is_some_and(|ext| ext == "toml") && !kind.is_dir() {
             found.push(path);
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -68,8 +68,9 @@ impl Host {
         self.inner.registry.subscribe()
     }
 
-    /// Takes every plugin out of service, the last loaded first (dependents before their dependencies); each
-    /// instance's `shutdown` runs once its last call in flight returns. Watching stops. Also done on drop.
+    /// Takes every plugin out of service, dependents before their dependencies; each instance's `shutdown`
+    /// runs once its last call in flight returns. A [`Watcher`] still running stops acting (drop it to end its
+    /// thread). Also done on drop.
     pub fn shutdown(&self) {
         self.inner.shutdown();
     }

@@ -141,28 +141,37 @@ fn run_host(host: Host, call: Option<&str>, every: Duration) -> Result<ExitCode,
     let watcher = host.watch().map_err(|e| e.to_string())?;
     let dirs: Vec<String> = host.config().plugin_dirs.iter().map(|d| d.display().to_string()).collect();
     println!("berth: serving, watching {}; Ctrl-C or SIGTERM stops", dirs.join(", "));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(async {
-        let caller = async {
-            let Some((plugin, method, input)) = &call else { return std::future::pending().await };
-            let mut ticks = tokio::time::interval(every);
-            loop {
-                ticks.tick().await;
-                let answer = host.plugin(plugin).and_then(|handle| handle.call(method, input.as_bytes()));
-                match answer {
+    // The calls run on a thread of their own: a slow plugin must never keep the signal from being handled.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let caller = call.map(|(plugin, method, input)| {
+        let (stop, handle) = (stop.clone(), host.plugin(&plugin));
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match handle.as_ref().map_err(Clone::clone).and_then(|h| h.call(&method, input.as_bytes())) {
                     Ok(output) => println!("call {plugin} {method}: {}", String::from_utf8_lossy(&output)),
                     Err(error) => println!("call {plugin} {method}: error: {error}"),
                 }
+                std::thread::sleep(every);
             }
-        };
-        tokio::select! {
-            signal = stop_signal() => signal,
-            never = caller => never,
+        })
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(stop_signal())?;
+    // A second Ctrl-C or SIGTERM while plugins shut down exits at once.
+    runtime.spawn(async {
+        if stop_signal().await.is_ok() {
+            eprintln!("berth: second signal, exiting without waiting for plugins to shut down");
+            std::process::exit(130);
         }
-    })?;
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(caller) = caller {
+        let _ = caller.join();
+    }
     println!("berth: stopping");
     drop(watcher);
     host.shutdown();

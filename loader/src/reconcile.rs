@@ -107,21 +107,25 @@ impl Inner {
             return report;
         }
         let (paths, failures) = discover(&self.config.plugin_dirs);
+        let unreadable: Vec<PathBuf> = failures.iter().map(|f| f.manifest.clone()).collect();
         report.failures = failures;
         let known = self.registry.known();
-        let known_at = |path: &Path| known.iter().find(|(_, _, p)| p == path).map(|(name, _, _)| name.clone());
+        // A plugin that failed is looked at on every rescan: what it waited for (a dependency) may have come.
+        // Unchanged files are not tried again (`failed_before`).
+        let failed: BTreeSet<&Path> =
+            known.iter().filter(|(_, state, _)| *state == PluginState::Failed).map(|(_, _, p)| p.as_path()).collect();
         let mut claimed = BTreeSet::new();
         let mut by_name: BTreeMap<PluginName, Vec<Manifest>> = BTreeMap::new();
-        for path in paths.iter().filter(|path| scope.covers(path)) {
+        for path in paths.iter().filter(|path| scope.covers(path) || failed.contains(path.as_path())) {
             match Manifest::load(path) {
                 Ok(manifest) => by_name.entry(manifest.name.clone()).or_default().push(manifest),
                 Err(error) => {
-                    // The plugin this manifest described keeps its state; a serving one keeps serving.
-                    if let Some(name) = known_at(path) {
-                        if self.registry.serving(&name).is_some() {
-                            self.registry.reload_failed(&name, format!("{error}; fix the manifest"));
+                    // The plugins this manifest described keep their state; a serving one keeps serving.
+                    for (name, _, _) in known.iter().filter(|(_, _, p)| p == path) {
+                        if self.registry.serving(name).is_some() {
+                            self.registry.reload_failed(name, None, format!("{error}; fix the manifest"));
                         }
-                        claimed.insert(name);
+                        claimed.insert(name.clone());
                     }
                     report.failures.push(LoadFailure { manifest: path.clone(), plugin: None, error: error.into() });
                 }
@@ -129,14 +133,15 @@ impl Inner {
         }
         let mut pending = Vec::new();
         for (name, manifests) in by_name {
-            let serving_at = self.registry.serving(&name).map(|g| g.manifest.path.clone());
+            // The manifest the plugin is known by keeps its place while it exists, whatever its state.
+            let known_path = known.iter().find(|(n, _, _)| *n == name).map(|(_, _, path)| path.clone());
+            let known_path = known_path.filter(|path| paths.contains(path));
             let keep = match manifests.len() {
                 1 => Some(0),
-                _ => manifests.iter().position(|m| Some(&m.path) == serving_at.as_ref()),
+                _ => manifests.iter().position(|m| Some(&m.path) == known_path.as_ref()),
             };
-            // A second manifest with a known name: the plugin serving keeps its place, the newcomer is refused.
-            let elsewhere =
-                serving_at.filter(|path| paths.contains(path) && !manifests.iter().any(|m| &m.path == path));
+            // A second manifest with a known name: the known one keeps its place, the newcomer is refused.
+            let elsewhere = known_path.filter(|path| !manifests.iter().any(|m| &m.path == path));
             for (i, manifest) in manifests.iter().enumerate() {
                 if keep == Some(i) && elsewhere.is_none() {
                     continue;
@@ -151,7 +156,7 @@ impl Inner {
                         error,
                     });
                 } else {
-                    self.fail(&mut report, manifest, error);
+                    self.fail(&mut report, manifest, None, error);
                 }
             }
             claimed.insert(name);
@@ -160,7 +165,8 @@ impl Inner {
             }
         }
         for (name, state, path) in &known {
-            if scope.covers(path) && !claimed.contains(name) && *state != PluginState::Removed {
+            let under_unreadable = unreadable.iter().any(|dir| path.starts_with(dir));
+            if scope.covers(path) && !claimed.contains(name) && *state != PluginState::Removed && !under_unreadable {
                 let detail = format!("its manifest {} was deleted or renamed the plugin", path.display());
                 self.registry.transition_named(name, PluginState::Removed, detail);
                 report.removed.push(name.clone());
@@ -200,8 +206,11 @@ impl Inner {
             .registry
             .applied(name)
             .unwrap_or_else(|| Applied { manifest: generation.manifest.clone(), stamp: generation.stamp });
-        let library_changed =
-            library_stamp(manifest) != Some(applied.stamp) || !same_library_and_metadata(manifest, &applied.manifest);
+        let stamp = library_stamp(manifest);
+        if self.registry.refused_before(manifest, stamp) {
+            return;
+        }
+        let library_changed = stamp != Some(applied.stamp) || !same_library_and_metadata(manifest, &applied.manifest);
         let config_changed = manifest.config != applied.manifest.config;
         let reload = if library_changed {
             true
@@ -215,7 +224,7 @@ impl Inner {
                         }
                         Err(error) => {
                             let error = LoadError::Reconfigure { kind: error.kind, message: error.message.into() };
-                            self.reload_failed(report, manifest, error);
+                            self.reload_failed(report, manifest, stamp, error);
                         }
                     }
                     false
@@ -232,33 +241,29 @@ impl Inner {
         if !reload {
             return;
         }
-        match self.reload(manifest, generation) {
+        match self.reload(manifest, generation, &applied.manifest) {
             Ok(Reload::Swapped) => report.reloaded.push(name.clone()),
             Ok(Reload::Unchanged) => {}
             Err(error) if self.still_being_written(scope, manifest, &error) => {
                 report.pending.push(manifest.path.clone());
             }
-            Err(error) => self.reload_failed(report, manifest, error),
+            Err(error) => self.reload_failed(report, manifest, stamp, error),
         }
     }
 
     /// Builds a new generation of a serving plugin from `manifest` and swaps it in.
-    fn reload(&self, manifest: &Manifest, serving: &Arc<Generation>) -> Result<Reload, LoadError> {
+    fn reload(&self, manifest: &Manifest, serving: &Arc<Generation>, applied: &Manifest) -> Result<Reload, LoadError> {
         self.check_requirements(manifest)?;
         let verified = verify_library(manifest)?;
         if verified.sha256 == serving.sha256
-            && same_library_and_metadata(manifest, &serving.manifest)
-            && manifest.config == serving.manifest.config
+            && same_library_and_metadata(manifest, applied)
+            && manifest.config == applied.config
         {
             let applied = Applied { manifest: manifest.clone(), stamp: verified.stamp };
             self.registry.applied_in_place(applied, false);
             return Ok(Reload::Unchanged);
         }
-        let retired = self.registry.retired(&manifest.name);
-        let limit = self.config.reload.max_retired_generations;
-        if retired.generations >= u64::from(limit) {
-            return Err(LoadError::RetiredLimit { retired: retired.generations, bytes: retired.bytes, limit });
-        }
+        self.check_retired_limit(manifest)?;
         let generation = self.build(manifest, verified, &|_, _| {})?;
         hand_over_state(serving, &generation)?;
         self.registry.activate(generation);
@@ -302,9 +307,21 @@ impl Inner {
         Ok(())
     }
 
+    /// Refuses a new generation of a plugin that already has as many retired generations as allowed (a
+    /// reload, or loading it again after it was disabled or failed).
+    fn check_retired_limit(&self, manifest: &Manifest) -> Result<(), LoadError> {
+        let retired = self.registry.retired(&manifest.name);
+        let limit = self.config.reload.max_retired_generations;
+        if retired.generations >= u64::from(limit) {
+            return Err(LoadError::RetiredLimit { retired: retired.generations, bytes: retired.bytes, limit });
+        }
+        Ok(())
+    }
+
     /// The first load of a plugin whose dependencies serve, with its progress reported as state transitions.
     fn load_new(&self, manifest: &Manifest) -> Result<(), LoadError> {
         self.check_requirements(manifest)?;
+        self.check_retired_limit(manifest)?;
         let verified = verify_library(manifest)?;
         let progress = |state: PluginState, detail: String| self.registry.transition(manifest, state, detail);
         progress(PluginState::Validated, format!("{} sha256 {}", verified.source.display(), verified.sha256));
@@ -370,6 +387,7 @@ impl Inner {
                 match dependencies_ready(&manifest, &waiting_for, &known, &disabled) {
                     Ok(false) => waiting.push(manifest),
                     Ok(true) => {
+                        let stamp = library_stamp(&manifest);
                         let result = self.load_new(&manifest);
                         known.insert(manifest.name.clone(), result.is_ok().then(|| manifest.version.clone()));
                         match result {
@@ -377,12 +395,12 @@ impl Inner {
                             Err(error) if self.still_being_written(scope, &manifest, &error) => {
                                 report.pending.push(manifest.path.clone());
                             }
-                            Err(error) => self.fail(report, &manifest, error),
+                            Err(error) => self.fail(report, &manifest, stamp, error),
                         }
                     }
                     Err(error) => {
                         known.insert(manifest.name.clone(), None);
-                        self.fail(report, &manifest, error);
+                        self.fail(report, &manifest, None, error);
                     }
                 }
             }
@@ -398,15 +416,18 @@ impl Inner {
                 reason: "dependency cycle: these plugins depend on each other; break the cycle in [dependencies]"
                     .to_owned(),
             };
-            self.fail(report, &manifest, error);
+            self.fail(report, &manifest, None, error);
         }
     }
 
-    /// A load that failed with nothing serving: the plugin is Failed, and not tried again until its files
-    /// change.
-    fn fail(&self, report: &mut LoadReport, manifest: &Manifest, error: LoadError) {
+    /// A load that failed with nothing serving: the plugin is Failed. Unless the failure came from elsewhere
+    /// (`stamp` is `None`: its dependencies, a duplicate name), it is not tried again until its manifest or
+    /// library (`stamp`, taken before the attempt read it) changes.
+    fn fail(&self, report: &mut LoadReport, manifest: &Manifest, stamp: Option<FileStamp>, error: LoadError) {
         self.registry.transition(manifest, PluginState::Failed, error.to_string());
-        self.registry.record_failed_attempt(manifest, library_stamp(manifest));
+        if stamp.is_some() && !matches!(error, LoadError::Dependency { .. }) {
+            self.registry.record_failed_attempt(manifest, stamp);
+        }
         tracing::debug!(plugin = %manifest.name, "{}", error.details());
         report.failures.push(LoadFailure {
             manifest: manifest.path.clone(),
@@ -415,9 +436,10 @@ impl Inner {
         });
     }
 
-    /// A reload that failed: the serving generation keeps serving, and the reason is reported.
-    fn reload_failed(&self, report: &mut LoadReport, manifest: &Manifest, error: LoadError) {
-        self.registry.reload_failed(&manifest.name, error.to_string());
+    /// A reload that failed: the serving generation keeps serving, and the reason is reported once (the
+    /// same manifest and library are not tried again).
+    fn reload_failed(&self, report: &mut LoadReport, manifest: &Manifest, stamp: Option<FileStamp>, error: LoadError) {
+        self.registry.reload_failed(&manifest.name, Some((manifest.clone(), stamp)), error.to_string());
         tracing::debug!(plugin = %manifest.name, "{}", error.details());
         report.failures.push(LoadFailure {
             manifest: manifest.path.clone(),

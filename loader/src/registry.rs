@@ -219,6 +219,8 @@ struct SlotStatus {
     applied: Option<Applied>,
     /// The manifest and library of the last load that failed with nothing serving: not retried unchanged.
     failed_attempt: Option<(Manifest, Option<FileStamp>)>,
+    /// The manifest and library of the last refused reload: not retried unchanged.
+    refused_attempt: Option<(Manifest, Option<FileStamp>)>,
     retired: u64,
     /// Every library loaded for this plugin: digest -> bytes.
     libraries: BTreeMap<String, u64>,
@@ -261,16 +263,27 @@ impl Slot {
     /// Moves to `state`. Failed, Disabled, Removed and Retired take the serving generation (if any) out of
     /// service; calls in flight finish on it.
     fn transition(&self, state: PluginState, detail: String) {
-        let stops =
-            matches!(state, PluginState::Failed | PluginState::Disabled | PluginState::Removed | PluginState::Retired);
-        let previous = if stops { self.replace(None) } else { None };
+        {
+            // The same failure again (a plugin waiting for a dependency, looked at on every rescan): no event.
+            let status = self.status();
+            if state == PluginState::Failed && status.state == state && status.reason.as_deref() == Some(&detail) {
+                return;
+            }
+        }
+        let previous = if stops(state) { self.replace(None) } else { None };
+        self.record(state, previous.as_ref().map(|g| g.number), detail);
+    }
+
+    /// Records `state` and sends its event, without touching the serving generation.
+    fn record(&self, state: PluginState, generation: Option<u64>, detail: String) {
         let version = {
             let mut status = self.status();
             status.state = state;
-            status.reason = stops.then(|| detail.clone());
-            if stops {
+            status.reason = stops(state).then(|| detail.clone());
+            if stops(state) {
                 status.applied = None;
                 status.reload_error = None;
+                status.refused_attempt = None;
             }
             status.version.clone()
         };
@@ -281,7 +294,7 @@ impl Slot {
             PluginState::Retired => EventKind::Retired,
             _ => EventKind::Progress,
         };
-        self.emit(kind, state, previous.as_ref().map(|g| g.number), version, detail);
+        self.emit(kind, state, generation, version, detail);
     }
 
     fn not_active(&self) -> CallError {
@@ -327,6 +340,7 @@ impl Registry {
                     version: manifest.version.to_string(),
                     applied: None,
                     failed_attempt: None,
+                    refused_attempt: None,
                     retired: 0,
                     libraries: BTreeMap::new(),
                     activated: 0,
@@ -368,6 +382,13 @@ impl Registry {
             let status = slot.status();
             status.state == PluginState::Failed
                 && status.failed_attempt.as_ref().is_some_and(|(m, s)| m == manifest && *s == stamp)
+        })
+    }
+
+    /// Whether the last reload of this plugin was refused on exactly this manifest and library.
+    pub(crate) fn refused_before(&self, manifest: &Manifest, stamp: Option<FileStamp>) -> bool {
+        self.get(&manifest.name).is_some_and(|slot| {
+            slot.status().refused_attempt.as_ref().is_some_and(|(m, s)| m == manifest && *s == stamp)
         })
     }
 
@@ -421,7 +442,8 @@ impl Registry {
         Retired { generations, bytes }
     }
 
-    /// Makes `generation` the one that serves its plugin; the one it replaces (if any) is retired.
+    /// Makes `generation` the one that serves its plugin; the one it replaces (if any) is retired. (If the
+    /// generation a reload started from panicked meanwhile, the new one still comes in, reported as loaded.)
     pub(crate) fn activate(&self, generation: Generation) {
         let slot = self.slot(&generation.manifest);
         let (number, version) = (generation.number, generation.manifest.version.to_string());
@@ -436,6 +458,7 @@ impl Registry {
             status.reason = None;
             status.reload_error = None;
             status.failed_attempt = None;
+            status.refused_attempt = None;
             status.activated = self.activations.fetch_add(1, Ordering::Relaxed) + 1;
         }
         let previous = slot.replace(Some(Arc::new(generation)));
@@ -450,13 +473,24 @@ impl Registry {
         slot.emit(kind, PluginState::Active, Some(number), version, detail);
     }
 
-    /// Reports a refused reload of `name`; its serving generation keeps serving.
-    pub(crate) fn reload_failed(&self, name: &PluginName, reason: String) {
+    /// Reports a refused reload of `name` (of `attempt`: the manifest and library refused, not to be tried
+    /// again unchanged); its serving generation keeps serving.
+    pub(crate) fn reload_failed(
+        &self,
+        name: &PluginName,
+        attempt: Option<(Manifest, Option<FileStamp>)>,
+        reason: String,
+    ) {
         let Some(slot) = self.get(name) else { return };
         let (generation, version) = {
             let current = slot.current.load();
             let mut status = slot.status();
+            if status.reload_error.as_ref() == Some(&reason) {
+                // Already reported (an invalid manifest looked at again).
+                return;
+            }
             status.reload_error = Some(reason.clone());
+            status.refused_attempt = attempt;
             (current.as_ref().map(|g| g.number), current.as_ref().map(|g| g.manifest.version.to_string()))
         };
         slot.emit(EventKind::ReloadFailed, PluginState::Active, generation, version.unwrap_or_default(), reason);
@@ -475,6 +509,7 @@ impl Registry {
             status.applied = Some(applied);
             status.manifest = manifest.path.clone();
             status.reload_error = None;
+            status.refused_attempt = None;
         }
         if event {
             let detail = format!("[config] from {}", manifest.path.display());
@@ -512,18 +547,32 @@ impl Registry {
             .collect()
     }
 
-    /// Takes every plugin out of service, the last activated first (so dependents go before what they
-    /// depend on); each generation shuts down when its last call returns.
+    /// Takes every plugin out of service, dependents before what they depend on (among plugins that do not
+    /// depend on each other, the last activated first); each generation shuts down when its last call
+    /// returns.
     pub(crate) fn shutdown(&self) {
         let mut slots: Vec<Arc<Slot>> =
             self.slots.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         slots.sort_by_key(|slot| std::cmp::Reverse(slot.status().activated));
-        for slot in slots {
+        while !slots.is_empty() {
+            let needed: BTreeSet<PluginName> = slots
+                .iter()
+                .filter_map(|slot| slot.current.load_full())
+                .flat_map(|generation| generation.manifest.dependencies.keys().cloned().collect::<Vec<_>>())
+                .collect();
+            // In a cycle (refused at load, so only after odd edits) every plugin is needed: take the first.
+            let next = slots.iter().position(|slot| !needed.contains(&slot.name)).unwrap_or(0);
+            let slot = slots.remove(next);
             if slot.current.load().is_some() {
                 slot.transition(PluginState::Retired, "host shut down".to_owned());
             }
         }
     }
+}
+
+/// Whether `state` takes a plugin out of service.
+fn stops(state: PluginState) -> bool {
+    matches!(state, PluginState::Failed | PluginState::Disabled | PluginState::Removed | PluginState::Retired)
 }
 
 fn retired_of(slot: &Slot) -> Retired {
@@ -626,7 +675,8 @@ impl PluginHandle {
         let previous = self.slot.current.compare_and_swap(generation, None);
         if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, generation)) {
             self.slot.status().retired += 1;
-            self.slot.transition(PluginState::Failed, format!("generation {}: {reason}", generation.number));
+            let detail = format!("generation {}: {reason}", generation.number);
+            self.slot.record(PluginState::Failed, Some(generation.number), detail);
         }
     }
 }

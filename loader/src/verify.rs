@@ -59,9 +59,10 @@ impl FileStamp {
         FileStamp { len: metadata.len(), modified: metadata.modified().ok(), id }
     }
 
-    /// How long ago the file was last modified (zero for a time in the future).
+    /// How long ago the file was last modified; `Duration::MAX` when unknown or in the future (a clock
+    /// skew must not make a file look forever fresh).
     pub(crate) fn age(&self) -> Duration {
-        self.modified.and_then(|time| time.elapsed().ok()).unwrap_or(Duration::ZERO)
+        self.modified.and_then(|time| time.elapsed().ok()).unwrap_or(Duration::MAX)
     }
 
     /// The file's size in bytes.

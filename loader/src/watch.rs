@@ -49,10 +49,12 @@ impl Watcher {
         .map_err(|e| HostError::Watch { dir: PathBuf::new(), reason: e.to_string() })?;
         let mut roots = Vec::new();
         for dir in &inner.config.plugin_dirs {
+            // Watched by its canonical path, so that events match it even through symlinks and `..`.
+            let canonical =
+                dir.canonicalize().map_err(|e| HostError::Watch { dir: dir.clone(), reason: e.to_string() })?;
             watcher
-                .watch(dir, RecursiveMode::Recursive)
+                .watch(&canonical, RecursiveMode::Recursive)
                 .map_err(|e| HostError::Watch { dir: dir.clone(), reason: e.to_string() })?;
-            let canonical = dir.canonicalize().unwrap_or_else(|_| dir.clone());
             roots.push(Root { configured: dir.clone(), canonical });
         }
         let state = Debouncer {

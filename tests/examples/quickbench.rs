@@ -1,13 +1,16 @@
-//! A quick measurement of load time per plugin and call overhead (the full benchmark suite is
-//! `BENCHMARKS.md`'s job). Run optimised, with optimised plugins:
+//! A quick measurement of load time per plugin, call overhead and hot-reload latency (the full benchmark
+//! suite is `BENCHMARKS.md`'s job). Run optimised, with optimised plugins:
 //!
 //! ```sh
 //! BERTH_FIXTURE_PROFILE=release cargo run --release -p berth-tests --example quickbench
 //! ```
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use berth_tests::Layout;
+use berth::{Host, HostConfig, ReloadConfig};
+use berth_tests::{Layout, Reloadable, install_atomically, library_file, wait_for_reload};
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -73,4 +76,58 @@ fn main() {
     println!("generic call `add` [40,2] through PluginHandle::call (median of 15 x {rounds}): {through:?}");
     println!("the same JSON work done locally, no plugin boundary: {local:?}");
     println!("boundary + registry overhead: {:?}", through.saturating_sub(local));
+    reload_latency();
+}
+
+/// From the rename that installs a new build to the `Reloaded` event (sent right after the swap), through the
+/// watcher with the default configuration, while two threads call without pause.
+fn reload_latency() {
+    const RELOADS: usize = 101;
+    let builds = [Reloadable::marked("one"), Reloadable::marked("two")].map(|b| std::fs::read(b.library()).unwrap());
+    let layout = Layout::new();
+    let dir = layout.add_reloadable(Reloadable::marked("one"), "");
+    let reload = ReloadConfig { max_retired_generations: 1000, ..ReloadConfig::default() };
+    let host = Arc::new(Host::new(HostConfig { reload, ..layout.config() }).unwrap());
+    host.load_all();
+    let events = host.subscribe();
+    let _watcher = host.watch().unwrap();
+    let (stop, calls, failed) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let callers: Vec<_> = (0..2)
+        .map(|_| {
+            let (host, stop, calls, failed) = (host.clone(), stop.clone(), calls.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let handle = host.plugin("reloadable").unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    if handle.call("mark", b"null").is_err() {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let target = dir.join(library_file("reloadable"));
+    let mut latencies = Vec::new();
+    for reload in 1..=RELOADS {
+        install_atomically(&target, &builds[reload % 2]);
+        let written = Instant::now();
+        wait_for_reload(&events, "reloadable");
+        latencies.push(written.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    callers.into_iter().for_each(|c| c.join().unwrap());
+    latencies.sort();
+    let debounce = host.config().reload.debounce;
+    println!(
+        "reload, write -> new generation serving (debounce {debounce:?}, {RELOADS} reloads): median {:?}, p99 {:?}, max {:?}",
+        latencies[RELOADS / 2],
+        latencies[RELOADS * 99 / 100],
+        latencies[RELOADS - 1]
+    );
+    println!(
+        "calls during the reloads: {} from 2 threads, {} failed",
+        calls.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed)
+    );
 }

@@ -271,11 +271,14 @@ pub fn example_release(plugin: &str, version: &str, from: &str, to: &str) -> Pat
         copy_dir(&root().join("plugins").join(plugin), &dir.join(plugin));
         replace_once(&dir.join(plugin).join("Cargo.toml"), "version = \"1.0.0\"", &format!("version = {version:?}"));
         replace_once(&dir.join(plugin).join("src/lib.rs"), from, to);
+        // A library name of its own, so that this build never overwrites the example's own cdylib in the
+        // fixtures' target directory (the plugin's name is its package name, which stays).
+        let lib_name = format!("{}_{}", plugin.replace('-', "_"), version.replace('.', "_"));
+        replace_once(&dir.join(plugin).join("Cargo.toml"), "[lib]", &format!("[lib]\nname = {lib_name:?}"));
         write_workspace(&dir, &[plugin], Some(&root().join("plugin-api")));
-        cargo(&["clean", "--quiet", "-p", plugin], &dir.join("Cargo.toml"));
         cargo_build(&dir.join("Cargo.toml"), &[plugin]);
         let library = dir.join(library_file(plugin));
-        fs::copy(fixtures_target().join(profile()).join(library_file(plugin)), &library).unwrap();
+        fs::copy(fixtures_target().join(profile()).join(library_file(&lib_name)), &library).unwrap();
         library
     })
 }

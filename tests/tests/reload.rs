@@ -305,6 +305,10 @@ fn a_broken_new_version_leaves_the_old_one_serving_and_a_fixed_one_is_picked_up(
         let status = host.plugins().into_iter().next().unwrap();
         assert_eq!(status.state, PluginState::Active, "{name}");
         assert!(status.reload_error.as_deref().is_some_and(|e| e.contains(words)), "{name}: {status:?}");
+        // Refused once: the same files are not tried (and reported) again on the next rescan.
+        let again = host.load_all();
+        assert!(again.failures.iter().all(|f| f.plugin.is_none()) && again.reloaded.is_empty(), "{name}: {again:?}");
+        assert!(events.try_iter().all(|e| e.kind == EventKind::Progress), "{name}: reported twice");
 
         let fixed = Reloadable { schema: 2, ..Reloadable::marked("two") };
         fs::write(dir.join("reloadable.toml"), fixed.manifest("")).unwrap();
@@ -433,6 +437,25 @@ fn plugin_directories_that_appear_are_loaded_and_those_removed_are_shut_down() {
         }
         other => panic!("a removed plugin answered: {other:?}"),
     }
+}
+
+#[test]
+fn a_plugin_waiting_for_its_dependency_loads_when_the_dependency_arrives() {
+    let layout = Layout::new();
+    let signer = layout.add_example("webhook-signer");
+    // The signer's key comes from an environment variable cargo sets for every test process.
+    let manifest = signer.join("webhook-signer.toml");
+    let text = fs::read_to_string(&manifest).unwrap().replace("WEBHOOK_SECRET", "CARGO_PKG_DESCRIPTION");
+    fs::write(&manifest, text).unwrap();
+    let host = Host::new(layout.watch_config()).unwrap();
+    let report = host.load_all();
+    assert!(report.failures[0].error.to_string().contains("no plugin named text-filters"), "{report:?}");
+    let events = host.subscribe();
+    let _watcher = host.watch().unwrap();
+    layout.add_example("text-filters");
+    wait_for(&events, TIMEOUT, |e| e.plugin.as_str() == "text-filters" && e.kind == EventKind::Loaded);
+    let event = wait_for(&events, TIMEOUT, |e| e.plugin.as_str() == "webhook-signer" && e.kind != EventKind::Progress);
+    assert_eq!(event.kind, EventKind::Loaded, "{event}");
 }
 
 #[test]

@@ -143,7 +143,8 @@ fn demo() -> Result<(), String> {
 }
 
 /// Greeter 1.1.0: the example's source with a new version and a different answer, built in the fixtures'
-/// target directory (shared with the tests, so its dependencies are built once).
+/// target directory (shared with the tests, so its dependencies are built once) under a library name of its
+/// own, so it never overwrites the tests' greeter.
 fn build_greeter_release(root: &Path, demo: &Path) -> Result<PathBuf, String> {
     let dir = demo.join("greeter-1.1.0");
     fs::create_dir_all(dir.join("src")).map_err(|e| e.to_string())?;
@@ -156,7 +157,7 @@ fn build_greeter_release(root: &Path, demo: &Path) -> Result<PathBuf, String> {
     fs::write(dir.join("src/lib.rs"), source.replace(old, new)).map_err(|e| e.to_string())?;
     let api = root.join("plugin-api");
     let manifest = format!(
-        "[package]\nname = \"greeter\"\nversion = \"1.1.0\"\nedition = \"2024\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nberth-plugin-api = {{ path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\n[workspace]\n",
+        "[package]\nname = \"greeter\"\nversion = \"1.1.0\"\nedition = \"2024\"\npublish = false\n\n[lib]\nname = \"greeter_1_1_0\"\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nberth-plugin-api = {{ path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\n[workspace]\n",
         api.to_string_lossy()
     );
     fs::write(dir.join("Cargo.toml"), manifest).map_err(|e| e.to_string())?;
@@ -168,7 +169,7 @@ fn build_greeter_release(root: &Path, demo: &Path) -> Result<PathBuf, String> {
         return Err("building greeter 1.1.0 failed".to_owned());
     }
     let library = dir.join(library_file("greeter"));
-    copy(&target.join("debug").join(library_file("greeter")), &library)?;
+    copy(&target.join("debug").join(library_file("greeter_1_1_0")), &library)?;
     Ok(library)
 }
 

@@ -29,7 +29,8 @@
 //!
 //! The pipeline, one module per step: [`manifest`] -> `discover` -> `verify` (path containment, file type,
 //! ELF completeness and architecture, SHA-256, private copy) -> `load` (abi_stable header, plugin-api version,
-//! layout) -> `registry` (generations, lifecycle states, events). See `ARCHITECTURE.md`.
+//! layout) -> `registry` (generations, lifecycle states, events). `reconcile` runs it for the first load and
+//! for every hot reload; `watch` triggers it when files change ([`Host::watch`]). See `ARCHITECTURE.md`.
 //!
 //! # Known problems
 //! - A plugin runs in the host's process. Panics are contained (the plugin side catches them and the plugin

@@ -17,7 +17,7 @@ struct Cli {
     /// A plugin directory (repeatable). Overrides BERTH_PLUGIN_PATH and the config file.
     #[arg(long = "plugin-dir", global = true, value_name = "DIR")]
     plugin_dirs: Vec<PathBuf>,
-    /// A host configuration file (`plugin_dirs`, `cache_dir`).
+    /// A host configuration file (`plugin_dirs`, `cache_dir`, `[reload]`).
     #[arg(long, global = true, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where verified private copies of libraries are kept (mode 0700).
@@ -127,6 +127,7 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
 
 /// `berth run`: load, watch, print events (and the answers of `--call`) until Ctrl-C or SIGTERM.
 fn run_host(host: Host, call: Option<&str>, every: Duration) -> Result<ExitCode, String> {
+    let host = std::sync::Arc::new(host);
     let call = call.map(parse_call).transpose()?;
     let events = host.subscribe();
     let printer = std::thread::spawn(move || {
@@ -144,10 +145,11 @@ fn run_host(host: Host, call: Option<&str>, every: Duration) -> Result<ExitCode,
     // The calls run on a thread of their own: a slow plugin must never keep the signal from being handled.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let caller = call.map(|(plugin, method, input)| {
-        let (stop, handle) = (stop.clone(), host.plugin(&plugin));
+        let (stop, host) = (stop.clone(), host.clone());
         std::thread::spawn(move || {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match handle.as_ref().map_err(Clone::clone).and_then(|h| h.call(&method, input.as_bytes())) {
+                // Looked up every time: the plugin may be installed after `run` started.
+                match host.plugin(&plugin).and_then(|handle| handle.call(&method, input.as_bytes())) {
                     Ok(output) => println!("call {plugin} {method}: {}", String::from_utf8_lossy(&output)),
                     Err(error) => println!("call {plugin} {method}: error: {error}"),
                 }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use berth_plugin_api::ErrorKind;
 use berth_plugin_api::ext::{reconfigure::ReconfigureV1, state::StateV1};
 use semver::Version;
 
@@ -120,6 +121,7 @@ impl Inner {
             match Manifest::load(path) {
                 Ok(manifest) => by_name.entry(manifest.name.clone()).or_default().push(manifest),
                 Err(error) => {
+                    tracing::warn!("{error}");
                     // The plugins this manifest described keep their state; a serving one keeps serving.
                     for (name, _, _) in known.iter().filter(|(_, _, p)| p == path) {
                         if self.registry.serving(name).is_some() {
@@ -133,8 +135,10 @@ impl Inner {
         }
         let mut pending = Vec::new();
         for (name, manifests) in by_name {
-            // The manifest the plugin is known by keeps its place while it exists, whatever its state.
-            let known_path = known.iter().find(|(n, _, _)| *n == name).map(|(_, _, path)| path.clone());
+            // The manifest of a plugin serving (or disabled by ops) keeps its place while it exists; between
+            // manifests none of which is in use, nobody wins.
+            let in_use = |state: &PluginState| matches!(state, PluginState::Active | PluginState::Disabled);
+            let known_path = known.iter().find(|(n, state, _)| *n == name && in_use(state)).map(|(_, _, p)| p.clone());
             let known_path = known_path.filter(|path| paths.contains(path));
             let keep = match manifests.len() {
                 1 => Some(0),
@@ -188,8 +192,11 @@ impl Inner {
                 None => {
                     let stamp = library_stamp(&manifest);
                     if !self.registry.failed_before(&manifest, stamp) {
-                        let detail = format!("manifest {}", manifest.path.display());
-                        self.registry.transition(&manifest, PluginState::Discovered, detail);
+                        // A failed plugin tried again (its dependency may have come) reports only a change.
+                        if state != Some(PluginState::Failed) {
+                            let detail = format!("manifest {}", manifest.path.display());
+                            self.registry.transition(&manifest, PluginState::Discovered, detail);
+                        }
                         to_load.push(manifest);
                     }
                 }
@@ -222,6 +229,11 @@ impl Inner {
                             self.registry.applied_in_place(Applied { manifest: manifest.clone(), ..applied }, true);
                             report.reconfigured.push(name.clone());
                         }
+                        Err(error) if error.kind == ErrorKind::Panicked => {
+                            // Like a panic in a call: its state may be half-changed, so it stops serving.
+                            let error = LoadError::Reconfigure { kind: error.kind, message: error.message.into() };
+                            self.fail(report, manifest, stamp, error);
+                        }
                         Err(error) => {
                             let error = LoadError::Reconfigure { kind: error.kind, message: error.message.into() };
                             self.reload_failed(report, manifest, stamp, error);
@@ -233,9 +245,8 @@ impl Inner {
                 Ok(None) | Err(_) => true,
             }
         } else {
-            if *manifest != applied.manifest {
-                self.registry.applied_in_place(Applied { manifest: manifest.clone(), ..applied }, false);
-            }
+            // Recorded as it is (which also clears a refused reload that was undone by putting the files back).
+            self.registry.applied_in_place(Applied { manifest: manifest.clone(), ..applied }, false);
             false
         };
         if !reload {
@@ -312,7 +323,7 @@ impl Inner {
     fn check_retired_limit(&self, manifest: &Manifest) -> Result<(), LoadError> {
         let retired = self.registry.retired(&manifest.name);
         let limit = self.config.reload.max_retired_generations;
-        if retired.generations >= u64::from(limit) {
+        if retired.generations > 0 && retired.generations >= u64::from(limit) {
             return Err(LoadError::RetiredLimit { retired: retired.generations, bytes: retired.bytes, limit });
         }
         Ok(())

@@ -145,9 +145,12 @@ fn a_duplicate_plugin_name_refuses_both_manifests() {
     layout.add_example("greeter");
     let text = fs::read_to_string(berth_tests::root().join("manifests/greeter.toml")).unwrap();
     layout.add("greeter-copy", &text, &library("greeter"), &library_file("greeter"));
-    let report = layout.host().load_all();
+    let host = layout.host();
+    let report = host.load_all();
     assert!(report.loaded.is_empty());
     assert_eq!(report.failures.len(), 2);
+    // A rescan (as the watcher does) does not pick one of them either.
+    assert!(host.load_all().loaded.is_empty(), "neither manifest may win on a rescan");
     for failure in &report.failures {
         assert!(
             matches!(&failure.error, LoadError::DuplicateName { name, .. } if name.as_str() == "greeter"),

@@ -350,6 +350,8 @@ impl Inner {
     ) -> Result<Generation, LoadError> {
         let copy = self.cache.store(&verified.sha256, &verified.bytes)?;
         let module = load::open(&copy)?;
+        // Mapped from now on, whether or not this generation ever serves.
+        self.registry.record_library(manifest, &verified.sha256, verified.stamp.len());
         progress(PluginState::Loaded, format!("plugin-api {}", module.info.api_version));
         if module.info.name != manifest.name.as_str() {
             return Err(LoadError::MetadataMismatch {

@@ -147,7 +147,8 @@ pub struct PluginStatus {
     pub sha256: Option<String>,
     /// Generations of this plugin no longer serving: each keeps its library mapped until the process exits.
     pub retired_generations: u64,
-    /// The bytes of the libraries only retired generations use (each distinct library counted once).
+    /// The bytes of this plugin's libraries that stay mapped but do not serve: those of retired generations
+    /// and of refused reloads that got as far as opening the library (each distinct library counted once).
     pub retired_bytes: u64,
 }
 
@@ -156,7 +157,7 @@ pub struct PluginStatus {
 pub struct Retired {
     /// Retired generations.
     pub generations: u64,
-    /// Bytes of the distinct libraries that only retired generations use.
+    /// Bytes of the distinct libraries mapped that no serving generation uses.
     pub bytes: u64,
 }
 
@@ -385,6 +386,11 @@ impl Registry {
         })
     }
 
+    /// Records that a library (digest, bytes) of this plugin is mapped: libraries are never unloaded.
+    pub(crate) fn record_library(&self, manifest: &Manifest, sha256: &str, bytes: u64) {
+        self.slot(manifest).status().libraries.insert(sha256.to_owned(), bytes);
+    }
+
     /// Whether the last reload of this plugin was refused on exactly this manifest and library.
     pub(crate) fn refused_before(&self, manifest: &Manifest, stamp: Option<FileStamp>) -> bool {
         self.get(&manifest.name).is_some_and(|slot| {
@@ -450,7 +456,6 @@ impl Registry {
         let detail = format!("sha256 {} from {}", generation.sha256, generation.manifest.path.display());
         {
             let mut status = slot.status();
-            status.libraries.insert(generation.sha256.clone(), generation.stamp.len());
             status.applied = Some(Applied { manifest: generation.manifest.clone(), stamp: generation.stamp });
             status.manifest = generation.manifest.path.clone();
             status.version = version.clone();

@@ -305,6 +305,11 @@ fn a_broken_new_version_leaves_the_old_one_serving_and_a_fixed_one_is_picked_up(
         let status = host.plugins().into_iter().next().unwrap();
         assert_eq!(status.state, PluginState::Active, "{name}");
         assert!(status.reload_error.as_deref().is_some_and(|e| e.contains(words)), "{name}: {status:?}");
+        if name.contains("state schema") {
+            let refused = Reloadable { schema: 1, ..Reloadable::marked("two") }.library();
+            let mapped = fs::metadata(refused).unwrap().len();
+            assert_eq!(status.retired_bytes, mapped, "{name}: a library opened for a refused reload stays mapped");
+        }
         // Refused once: the same files are not tried (and reported) again on the next rescan.
         let again = host.load_all();
         assert!(again.failures.iter().all(|f| f.plugin.is_none()) && again.reloaded.is_empty(), "{name}: {again:?}");

@@ -223,7 +223,12 @@ fn a_call_in_flight_finishes_on_the_generation_it_started_on() {
         let handle = handle.clone();
         std::thread::spawn(move || handle.call_json::<_, String>("slow", &400).unwrap())
     };
-    std::thread::sleep(Duration::from_millis(50)); // let the slow call start before the swap
+    // The swap must come while the slow call runs: wait (bounded) until the plugin says it started.
+    let deadline = Instant::now() + TIMEOUT;
+    while handle.call_json::<_, u64>("in_flight", &()).unwrap() == 0 {
+        assert!(Instant::now() < deadline, "the slow call never started");
+        std::thread::yield_now();
+    }
     install_atomically(&dir.join(library_file("reloadable")), &fs::read(Reloadable::marked("two").library()).unwrap());
     let report = host.load_all();
     assert_eq!(report.reloaded.len(), 1, "{report:?}");

@@ -265,6 +265,7 @@ impl Inner {
     /// Builds a new generation of a serving plugin from `manifest` and swaps it in.
     fn reload(&self, manifest: &Manifest, serving: &Arc<Generation>, applied: &Manifest) -> Result<Reload, LoadError> {
         self.check_requirements(manifest)?;
+        self.check_dependents(manifest)?;
         let verified = verify_library(manifest)?;
         if verified.sha256 == serving.sha256
             && same_library_and_metadata(manifest, applied)
@@ -281,8 +282,8 @@ impl Inner {
         Ok(Reload::Swapped)
     }
 
-    /// The `api` requirement, the dependencies among the plugins serving now, and the requirements serving
-    /// plugins have on this one: all checked from manifests, before anything is read.
+    /// The `api` requirement and the dependencies among the plugins serving now: checked from manifests,
+    /// before anything is read.
     fn check_requirements(&self, manifest: &Manifest) -> Result<(), LoadError> {
         let host = host_api();
         if !manifest.api.matches(&host) {
@@ -301,18 +302,20 @@ impl Inner {
                 Some(_) => {}
             }
         }
-        for (name, _, _) in self.registry.known() {
-            let Some(dependent) = self.registry.serving(&name) else { continue };
-            if let Some(requirement) = dependent.manifest.dependencies.get(&manifest.name) {
-                if !requirement.matches(&manifest.version) {
-                    return Err(LoadError::Dependency {
-                        dependency: manifest.name.to_string(),
-                        reason: format!(
-                            "{name} (serving) requires {} {requirement}, which version {} would break; upgrade {name} first",
-                            manifest.name, manifest.version
-                        ),
-                    });
-                }
+        Ok(())
+    }
+
+    /// A new version of a serving plugin must still meet what the plugins serving on top of it require.
+    fn check_dependents(&self, manifest: &Manifest) -> Result<(), LoadError> {
+        for (name, requirement) in self.registry.serving_dependents(&manifest.name) {
+            if !requirement.matches(&manifest.version) {
+                return Err(LoadError::Dependency {
+                    dependency: manifest.name.to_string(),
+                    reason: format!(
+                        "{name} (serving) requires {} {requirement}, which version {} would break; upgrade {name} first",
+                        manifest.name, manifest.version
+                    ),
+                });
             }
         }
         Ok(())

@@ -425,6 +425,19 @@ impl Registry {
             .collect()
     }
 
+    /// The serving plugins that depend on `name`, with their requirement on it (one pass, one lock).
+    pub(crate) fn serving_dependents(&self, name: &PluginName) -> Vec<(PluginName, semver::VersionReq)> {
+        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        slots
+            .values()
+            .filter_map(|slot| {
+                let current = slot.current.load();
+                let requirement = current.as_ref()?.manifest.dependencies.get(name)?.clone();
+                Some((slot.name.clone(), requirement))
+            })
+            .collect()
+    }
+
     /// How many retired generations `name` has, and the bytes of the libraries only they use.
     pub(crate) fn retired(&self, name: &PluginName) -> Retired {
         self.get(name).map(|slot| retired_of(&slot)).unwrap_or_default()
@@ -505,20 +518,19 @@ impl Registry {
     /// `[config]` applied, its library touched but unchanged, or only a description changed); `event` says
     /// whether to report a reconfiguration.
     pub(crate) fn applied_in_place(&self, applied: Applied, event: bool) {
-        let manifest = applied.manifest.clone();
-        let manifest = &manifest;
-        let slot = self.slot(manifest);
+        let slot = self.slot(&applied.manifest);
         let generation = slot.current.load().as_ref().map(|g| g.number);
+        let (path, version) = (applied.manifest.path.clone(), applied.manifest.version.to_string());
         {
             let mut status = slot.status();
             status.applied = Some(applied);
-            status.manifest = manifest.path.clone();
+            status.manifest = path.clone();
             status.reload_error = None;
             status.refused_attempt = None;
         }
         if event {
-            let detail = format!("[config] from {}", manifest.path.display());
-            slot.emit(EventKind::Reconfigured, PluginState::Active, generation, manifest.version.to_string(), detail);
+            let detail = format!("[config] from {}", path.display());
+            slot.emit(EventKind::Reconfigured, PluginState::Active, generation, version, detail);
         }
     }
 

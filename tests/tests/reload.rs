@@ -6,10 +6,11 @@ use std::fs::{self, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use berth::{CallError, EventKind, Host, HostConfig, PluginState, ReloadConfig};
+use berth::{CallError, Event, EventKind, Host, HostConfig, PluginState, ReloadConfig};
 use berth_tests::*;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -22,7 +23,7 @@ fn mark(host: &Host) -> String {
 #[derive(Debug, Clone, Copy)]
 enum Op {
     /// Open without truncating and write the new bytes over the old, in 64 KiB chunks (`cp` onto an
-    /// existing file, after `Truncate`).
+    /// existing file, after `Truncate`), `pause_ms` between chunks.
     WriteInPlace { pause_ms: u64 },
     /// Set the file's length to zero, in place.
     Truncate,
@@ -37,20 +38,22 @@ enum Op {
     Relink,
     /// Write the other build's bytes over the file (for bursts).
     WriteOther,
-    /// Wait, in units of the debounce time (a writer that pauses).
+    /// A writer that stops for this many debounce times. The host sees a quiet, incomplete file meanwhile:
+    /// it must neither load it nor report it (checked as a bounded wait on the events).
     Pause { debounces: u32 },
 }
 
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
-fn apply(op: Op, target: &Path, new: &[u8], other: &[u8]) {
+fn apply(op: Op, target: &Path, new: &[u8], other: &[u8], events: &Receiver<Event>) {
     let open = || OpenOptions::new().write(true).open(target).unwrap();
     match op {
         Op::WriteInPlace { pause_ms } => {
             let mut file = open();
             for chunk in new.chunks(64 * 1024) {
                 file.write_all(chunk).unwrap();
-                std::thread::sleep(Duration::from_millis(pause_ms));
+                // Nothing may happen while the file is half written.
+                assert_quiet(events, Duration::from_millis(pause_ms));
             }
         }
         Op::Truncate => open().set_len(0).unwrap(),
@@ -78,7 +81,7 @@ fn apply(op: Op, target: &Path, new: &[u8], other: &[u8]) {
             }
         }
         Op::WriteOther => fs::write(target, other).unwrap(),
-        Op::Pause { debounces } => std::thread::sleep(DEBOUNCE * debounces),
+        Op::Pause { debounces } => assert_quiet(events, DEBOUNCE * debounces),
     }
 }
 
@@ -123,7 +126,7 @@ fn every_save_pattern_ends_in_exactly_one_reload_of_the_final_bytes() {
         let _watcher = host.watch().unwrap();
         let target = dir.join(library_file("reloadable"));
         for op in *ops {
-            apply(*op, &target, &new, &other);
+            apply(*op, &target, &new, &other, &events);
         }
         let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
         assert!(matches!(event.kind, EventKind::Reloaded { from_generation: 1, .. }), "{name}: {event}");

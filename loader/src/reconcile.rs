@@ -111,6 +111,10 @@ impl Inner {
         let unreadable: Vec<PathBuf> = failures.iter().map(|f| f.manifest.clone()).collect();
         report.failures = failures;
         let known = self.registry.known();
+        let state_of: BTreeMap<&PluginName, (PluginState, &Path)> =
+            known.iter().map(|(name, state, path)| (name, (*state, path.as_path()))).collect();
+        // `discover` returns the paths sorted.
+        let exists = |path: &PathBuf| paths.binary_search(path).is_ok();
         // A plugin that failed is looked at on every rescan: what it waited for (a dependency) may have come.
         // Unchanged files are not tried again (`failed_before`).
         let failed: BTreeSet<&Path> =
@@ -138,8 +142,8 @@ impl Inner {
             // The manifest of a plugin serving (or disabled by ops) keeps its place while it exists; between
             // manifests none of which is in use, nobody wins.
             let in_use = |state: &PluginState| matches!(state, PluginState::Active | PluginState::Disabled);
-            let known_path = known.iter().find(|(n, state, _)| *n == name && in_use(state)).map(|(_, _, p)| p.clone());
-            let known_path = known_path.filter(|path| paths.contains(path));
+            let known_path = state_of.get(&name).filter(|(state, _)| in_use(state)).map(|(_, p)| p.to_path_buf());
+            let known_path = known_path.filter(exists);
             let keep = match manifests.len() {
                 1 => Some(0),
                 _ => manifests.iter().position(|m| Some(&m.path) == known_path.as_ref()),
@@ -178,7 +182,7 @@ impl Inner {
         }
         let mut to_load = Vec::new();
         for manifest in pending {
-            let state = known.iter().find(|(name, _, _)| *name == manifest.name).map(|(_, state, _)| *state);
+            let state = state_of.get(&manifest.name).map(|(state, _)| *state);
             if !manifest.enabled {
                 if state != Some(PluginState::Disabled) {
                     let detail = format!("enabled = false in {}", manifest.path.display());

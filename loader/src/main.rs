@@ -143,17 +143,20 @@ fn run_host(host: Host, call: Option<&str>, every: Duration) -> Result<ExitCode,
     let dirs: Vec<String> = host.config().plugin_dirs.iter().map(|d| d.display().to_string()).collect();
     println!("berth: serving, watching {}; Ctrl-C or SIGTERM stops", dirs.join(", "));
     // The calls run on a thread of their own: a slow plugin must never keep the signal from being handled.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Dropping `stop` ends the caller's wait at once, however long `--every` is.
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let caller = call.map(|(plugin, method, input)| {
-        let (stop, host) = (stop.clone(), host.clone());
+        let host = host.clone();
         std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            loop {
                 // Looked up every time: the plugin may be installed after `run` started.
                 match host.plugin(&plugin).and_then(|handle| handle.call(&method, input.as_bytes())) {
                     Ok(output) => println!("call {plugin} {method}: {}", String::from_utf8_lossy(&output)),
                     Err(error) => println!("call {plugin} {method}: error: {error}"),
                 }
-                std::thread::sleep(every);
+                if stopped.recv_timeout(every) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                    return;
+                }
             }
         })
     });
@@ -170,7 +173,7 @@ fn run_host(host: Host, call: Option<&str>, every: Duration) -> Result<ExitCode,
             std::process::exit(130);
         }
     });
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(stop);
     if let Some(caller) = caller {
         let _ = caller.join();
     }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::error::ManifestError;
 use crate::manifest::parse_toml;
+use crate::trust::{TrustConfig, TrustPolicy, TrustedKey};
 
 /// The environment variable listing plugin directories, separated like `PATH` (`:`; `;` on Windows).
 pub const PLUGIN_PATH_ENV: &str = "BERTH_PLUGIN_PATH";
@@ -20,8 +21,13 @@ pub struct HostConfig {
     pub plugin_dirs: Vec<PathBuf>,
     /// Where verified libraries are copied before they are loaded. Created with mode 0700.
     pub cache_dir: PathBuf,
+    /// Where the host keeps what must survive a restart: the highest version of each plugin it has accepted
+    /// (rollback protection). Created with mode 0700.
+    pub data_dir: PathBuf,
     /// How watching and hot reload behave.
     pub reload: ReloadConfig,
+    /// Signatures, trusted keys and file permission checks.
+    pub trust: TrustConfig,
 }
 
 /// How watching and hot reload behave (`[reload]` in the host configuration file).
@@ -48,18 +54,32 @@ impl Default for ReloadConfig {
 
 impl Default for HostConfig {
     /// Plugin directories from `BERTH_PLUGIN_PATH`, else `./plugins`; the cache in the user's cache directory
-    /// (`$XDG_CACHE_HOME/berth`, `~/Library/Caches/berth`, `%LOCALAPPDATA%\berth`).
+    /// (`$XDG_CACHE_HOME/berth`, `~/Library/Caches/berth`, `%LOCALAPPDATA%\berth`), the data directory in
+    /// the user's local data directory (`$XDG_DATA_HOME/berth`, `~/Library/Application Support/berth`,
+    /// `%LOCALAPPDATA%\berth\data`); trust policy `warn`, no trusted keys, strict permission checks.
     fn default() -> Self {
         let plugin_dirs = match std::env::var_os(PLUGIN_PATH_ENV) {
             Some(paths) if !paths.is_empty() => std::env::split_paths(&paths).collect(),
             _ => vec![PathBuf::from("plugins")],
         };
-        Self { plugin_dirs, cache_dir: default_cache_dir(), reload: ReloadConfig::default() }
+        Self {
+            plugin_dirs,
+            cache_dir: default_cache_dir(),
+            data_dir: default_data_dir(),
+            reload: ReloadConfig::default(),
+            trust: TrustConfig::default(),
+        }
     }
 }
 
 fn default_cache_dir() -> PathBuf {
     dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("berth")
+}
+
+fn default_data_dir() -> PathBuf {
+    let local = dirs::data_local_dir().unwrap_or_else(std::env::temp_dir).join("berth");
+    // On Windows the cache and the local data directory are the same folder.
+    if cfg!(windows) { local.join("data") } else { local }
 }
 
 #[derive(Deserialize)]
@@ -68,8 +88,20 @@ struct ConfigFile {
     #[serde(default)]
     plugin_dirs: Vec<PathBuf>,
     cache_dir: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
     #[serde(default)]
     reload: ReloadFile,
+    #[serde(default)]
+    trust: TrustFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TrustFile {
+    policy: Option<TrustPolicy>,
+    #[serde(default)]
+    keys: Vec<String>,
+    strict_modes: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -86,11 +118,17 @@ impl HostConfig {
     /// ```toml
     /// plugin_dirs = ["plugins", "/opt/app/plugins"]   # relative to this file's directory
     /// cache_dir = "/var/cache/app/berth"              # optional
+    /// data_dir = "/var/lib/app/berth"                 # optional
     ///
     /// [reload]                                        # optional, defaults shown
     /// debounce_ms = 100
     /// settle_ms = 2000
     /// max_retired_generations = 64
+    ///
+    /// [trust]                                         # optional, defaults shown
+    /// policy = "warn"                                 # enforce | warn | off
+    /// keys = []                                       # minisign public keys: a .pub file or the RW... line
+    /// strict_modes = true
     /// ```
     ///
     /// Values it leaves out keep their defaults.
@@ -105,6 +143,17 @@ impl HostConfig {
         }
         if let Some(cache) = file.cache_dir {
             config.cache_dir = base.join(cache);
+        }
+        if let Some(data) = file.data_dir {
+            config.data_dir = base.join(data);
+        }
+        let trust = &mut config.trust;
+        trust.policy = file.trust.policy.unwrap_or(trust.policy);
+        trust.strict_modes = file.trust.strict_modes.unwrap_or(trust.strict_modes);
+        for key in &file.trust.keys {
+            let parsed = TrustedKey::parse(key).or_else(|_| TrustedKey::from_file(&base.join(key)));
+            let key = parsed.map_err(|reason| ManifestError::TrustedKey { path: path.to_owned(), reason })?;
+            trust.keys.push(key);
         }
         let reload = &mut config.reload;
         if let Some(ms) = file.reload.debounce_ms {

@@ -21,6 +21,14 @@ pub enum ManifestError {
         /// The cause.
         source: io::Error,
     },
+    /// The file could not be written.
+    #[error("{}: cannot write the file: {source}", path.display())]
+    Write {
+        /// The manifest.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
     /// TOML syntax, an unknown key, a missing key or a value that does not fit its field.
     #[error("{}:{line}:{column}: {message}", path.display())]
     Invalid {
@@ -34,6 +42,14 @@ pub enum ManifestError {
         message: String,
         /// The offending line with a caret under the span.
         snippet: String,
+    },
+    /// A trusted key in the host configuration cannot be read.
+    #[error("{}: [trust].keys: {reason}", path.display())]
+    TrustedKey {
+        /// The configuration file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
     },
 }
 
@@ -130,15 +146,103 @@ pub enum LoadError {
         /// The size its headers need.
         needed: u64,
     },
-    /// The SHA-256 of the library is not the one the manifest gives.
-    #[error("{}: sha256 mismatch: [library] expects {expected}, the file has {found}; reinstall the library or update the manifest", path.display())]
+    /// The SHA-256 of the library is not the one the manifest or the bundle's checksum file gives.
+    #[error("{}: sha256 mismatch: {expected_by} expects {expected}, the file has {found}; reinstall the plugin (its bundle) or fix {expected_by}", path.display())]
     HashMismatch {
         /// The file.
         path: PathBuf,
-        /// The manifest's digest.
+        /// Where the expected digest comes from: the manifest's `[library]` or a `SHA256SUMS` file.
+        expected_by: String,
+        /// The expected digest.
         expected: String,
         /// The file's digest.
         found: String,
+    },
+    /// The bundle's checksum file beside the manifest cannot be used.
+    #[error("{}: {reason}; reinstall the plugin's bundle", path.display())]
+    ChecksumFile {
+        /// The `SHA256SUMS` file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file or directory the plugin is loaded from could be changed by another user (`StrictModes`).
+    #[error("{} (mode {mode:04o}): {reason}; or, on a development machine only, turn off [trust].strict_modes", path.display())]
+    UnsafePermissions {
+        /// The file or directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// Who could change it and what to do.
+        reason: String,
+    },
+    /// The trust policy is `enforce` and the library has no signature.
+    #[error("{} is not signed ({} does not exist) and [trust].policy = \"enforce\"; install the plugin's signed bundle, or sign it with `cargo xtask sign`", library.display(), signature.display())]
+    Unsigned {
+        /// The library.
+        library: PathBuf,
+        /// Where its signature would be.
+        signature: PathBuf,
+    },
+    /// The signature file is not a minisign signature Berth accepts. Refused under every policy.
+    #[error("{}: not a usable minisign signature: {reason}; reinstall the plugin's bundle or remove the file", path.display())]
+    SignatureMalformed {
+        /// The signature file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The policy is `enforce` and the signature's key is not among the trusted keys.
+    #[error("{}: signed by key {key}, which is not one of the {trusted} trusted key(s); if you trust this publisher, add their public key to [trust].keys", path.display())]
+    UnknownKey {
+        /// The signature file.
+        path: PathBuf,
+        /// The signing key's id.
+        key: String,
+        /// How many keys the host trusts.
+        trusted: usize,
+    },
+    /// The signature, by a trusted key, does not match the library's bytes. Refused under every policy.
+    #[error("{}: the signature by trusted key {key} does not match the bytes of {}: the library was changed after it was signed, or the signature belongs to another file; reinstall the plugin's bundle", path.display(), library.display())]
+    SignatureInvalid {
+        /// The signature file.
+        path: PathBuf,
+        /// The library.
+        library: PathBuf,
+        /// The key id.
+        key: String,
+    },
+    /// The signature is valid but was made for another plugin, version, target or library. Refused under
+    /// every policy.
+    #[error("{}: the signature is for \"{signed}\", but this is \"{expected}\": a signature moved from another plugin, version or target; install the bundle this version was published in", path.display())]
+    SignatureStatement {
+        /// The signature file.
+        path: PathBuf,
+        /// What the signature's statement says.
+        signed: String,
+        /// What it must say for this plugin.
+        expected: String,
+    },
+    /// The version is older than the highest this host has accepted, and the manifest does not pin it.
+    #[error("version {version} is older than {highest}, the highest version of this plugin the host has accepted (recorded in {}); {}", record.display(), match pin { Some(pin) => format!("the manifest pins {pin}, not {version}; set pin = \"{version}\" to roll back on purpose"), None => format!("install {highest} or newer, or add pin = \"{version}\" to the manifest to roll back on purpose") })]
+    Downgrade {
+        /// The manifest's version.
+        version: String,
+        /// The highest accepted.
+        highest: String,
+        /// The accepted-versions file.
+        record: PathBuf,
+        /// The manifest's `pin`, when it names another version.
+        pin: Option<String>,
+    },
+    /// The accepted version could not be recorded; the plugin is not loaded, since an unrecorded version
+    /// would weaken the rollback protection.
+    #[error("cannot record the accepted version in {}: {reason}; check the data directory (--data-dir)", path.display())]
+    VersionRecord {
+        /// The accepted-versions file.
+        path: PathBuf,
+        /// The cause.
+        reason: String,
     },
     /// The private copy could not be written.
     #[error("private cache {}: {source}; check the cache directory (--cache-dir)", dir.display())]
@@ -303,6 +407,43 @@ pub struct LoadFailure {
     pub error: LoadError,
 }
 
+/// A bundle that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// The bundle could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The bundle.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Not a bundle: not a gzip'd tar, damaged, or laid out otherwise.
+    #[error("{} is not a usable Berth bundle: {reason}", path.display())]
+    Format {
+        /// The bundle.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file's digest differs from the one `SHA256SUMS` gives.
+    #[error(
+        "{file}: sha256 mismatch: SHA256SUMS expects {expected}, the bundle holds {found}; the bundle was damaged or altered, download it again"
+    )]
+    Checksum {
+        /// The file in the bundle.
+        file: String,
+        /// The digest `SHA256SUMS` gives.
+        expected: String,
+        /// The digest of the bytes in the bundle.
+        found: String,
+    },
+    /// The bundle's manifest is not valid.
+    #[error(transparent)]
+    Manifest(Box<ManifestError>),
+}
+
 /// Why a call was not answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -365,6 +506,14 @@ pub enum HostError {
     /// The private cache directory cannot be created or is unsafe.
     #[error("private cache {}: {reason}", dir.display())]
     Cache {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// The data directory (accepted versions) cannot be created, is not private, or its record is unreadable.
+    #[error("data directory {}: {reason}", dir.display())]
+    DataDir {
         /// The directory.
         dir: PathBuf,
         /// What is wrong and what to do.

@@ -9,8 +9,10 @@ use std::sync::mpsc::Receiver;
 use crate::config::HostConfig;
 use crate::error::{CallError, HostError, LoadError};
 use crate::load;
+use crate::manifest::Manifest;
 use crate::reconcile::{Inner, LoadReport, Scope};
 use crate::registry::{Event, PluginHandle, PluginStatus, Retired};
+use crate::trust::AcceptedVersions;
 use crate::verify::{PrivateCache, check_binary, sha256_hex};
 use crate::watch::Watcher;
 
@@ -21,10 +23,12 @@ pub struct Host {
 }
 
 impl Host {
-    /// Creates a host; fails only when the private cache directory cannot be created or is not private.
+    /// Creates a host; fails only when the private cache or data directory cannot be created or is not
+    /// private, or when the record of accepted versions in the data directory cannot be read.
     pub fn new(config: HostConfig) -> Result<Host, HostError> {
         let cache = PrivateCache::open(&config.cache_dir)?;
-        Ok(Host { inner: Arc::new(Inner::new(config, cache)) })
+        let versions = AcceptedVersions::open(&config.data_dir)?;
+        Ok(Host { inner: Arc::new(Inner::new(config, cache, versions)) })
     }
 
     /// The configuration the host runs with.
@@ -56,6 +60,38 @@ impl Host {
     /// The status of every plugin the host knows, by name.
     pub fn plugins(&self) -> Vec<PluginStatus> {
         self.inner.registry.statuses()
+    }
+
+    /// Whether each plugin the host knows would load on a host built against plugin-api `version` (to plan a
+    /// host upgrade): its manifest's `api` requirement must accept `version`, and the plugin-api its library
+    /// was built against must share `version`'s major (the frozen-core rule). Plugins not serving here
+    /// cannot be judged: their verdict is the reason they fail here.
+    pub fn would_load_on(&self, version: &semver::Version) -> Vec<(PluginStatus, Result<(), String>)> {
+        let verdict = |status: &PluginStatus| -> Result<(), String> {
+            let Some(library) = &status.library else {
+                return Err(format!(
+                    "not judged: it does not load on this host ({})",
+                    status.reason.as_deref().unwrap_or("not serving")
+                ));
+            };
+            let manifest = Manifest::load(&status.manifest).map_err(|e| e.to_string())?;
+            if !manifest.api.matches(version) {
+                return Err(format!("its manifest requires api = \"{}\", which {version} does not meet", manifest.api));
+            }
+            load::api_compatible(version, &library.api_version).map_err(|needed| {
+                format!(
+                    "built against plugin-api {}, but a {version} host needs {needed}; rebuild it against berth-plugin-api {needed}",
+                    library.api_version
+                )
+            })
+        };
+        self.plugins()
+            .into_iter()
+            .map(|status| {
+                let v = verdict(&status);
+                (status, v)
+            })
+            .collect()
     }
 
     /// All plugins' retired generations and the library bytes they keep mapped.

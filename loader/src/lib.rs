@@ -11,6 +11,7 @@
 //! let config = HostConfig {
 //!     plugin_dirs: vec![dir.path().join("plugins")],
 //!     cache_dir: dir.path().join("cache"),
+//!     data_dir: dir.path().join("data"),
 //!     ..HostConfig::default()
 //! };
 //! # std::fs::create_dir(&config.plugin_dirs[0]).unwrap();
@@ -52,26 +53,31 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bundle;
 pub mod config;
 mod discover;
 pub mod error;
 mod host;
+pub mod install;
 mod load;
 mod logbridge;
 pub mod manifest;
 mod reconcile;
 mod registry;
+pub mod trust;
 mod verify;
 mod watch;
 
 pub use berth_plugin_api::{ErrorKind, HealthStatus, Interface, ext};
+pub use bundle::Bundle;
 pub use config::{HostConfig, PLUGIN_PATH_ENV, ReloadConfig};
-pub use error::{CallError, HostError, LoadError, LoadFailure, ManifestError};
+pub use error::{BundleError, CallError, HostError, LoadError, LoadFailure, ManifestError};
 pub use host::{Host, inspect_library};
 pub use load::LibraryInfo;
 pub use manifest::{Manifest, PluginName};
 pub use reconcile::LoadReport;
 pub use registry::{Event, EventKind, Health, PluginHandle, PluginState, PluginStatus, Retired};
+pub use trust::{Trust, TrustConfig, TrustPolicy, TrustedKey};
 pub use watch::Watcher;
 
 /// The berth-plugin-api version this host is built against.

@@ -20,6 +20,7 @@ use semver::Version;
 use serde::Serialize;
 
 use crate::error::LoadError;
+use crate::manifest::Manifest;
 
 /// What a library reports about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,6 +50,34 @@ pub(crate) fn host_api() -> Version {
     Version::parse(API_VERSION).expect("berth-plugin-api's own version is valid semver")
 }
 
+/// The manifest's `api` requirement must accept the host's plugin-api version.
+pub(crate) fn check_api_requirement(manifest: &Manifest) -> Result<(), LoadError> {
+    let host = host_api();
+    if manifest.api.matches(&host) {
+        return Ok(());
+    }
+    Err(LoadError::ApiRequirement { required: manifest.api.to_string(), host_api: host.to_string() })
+}
+
+/// The library must report the manifest's name and version: the two belong together.
+pub(crate) fn check_metadata(manifest: &Manifest, info: &LibraryInfo) -> Result<(), LoadError> {
+    if info.name != manifest.name.as_str() {
+        return Err(LoadError::MetadataMismatch {
+            field: "name",
+            manifest: manifest.name.to_string(),
+            library: info.name.clone(),
+        });
+    }
+    if Version::parse(&info.version).ok().as_ref() != Some(&manifest.version) {
+        return Err(LoadError::MetadataMismatch {
+            field: "version",
+            manifest: manifest.version.to_string(),
+            library: info.version.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// Opens the library at `path` and checks its plugin-api version and root-module layout against the host's.
 pub(crate) fn open(path: &Path) -> Result<Module, LoadError> {
     let header = lib_header_from_path(path).map_err(|error| open_error(path, error))?;
@@ -71,9 +100,18 @@ pub(crate) fn open(path: &Path) -> Result<Module, LoadError> {
 /// must match (for 0.x, the minors: stricter than abi_stable, which also accepts a newer 0.x patch only).
 fn check_version(header: &LibHeader) -> Result<(), LoadError> {
     let host = host_api();
-    let strings = header.version_strings();
-    let library_api = strings.version.to_string();
-    let compatible = match Version::parse(&library_api) {
+    let library_api = header.version_strings().version.to_string();
+    api_compatible(&host, &library_api).map_err(|needed| LoadError::IncompatibleApi {
+        library_api,
+        host_api: host.to_string(),
+        needed,
+    })
+}
+
+/// Whether a library built against plugin-api `library_api` loads on a host of plugin-api `host`; if not,
+/// what the host needs (`1.x`, or `0.3.x` for 0.x versions).
+pub(crate) fn api_compatible(host: &Version, library_api: &str) -> Result<(), String> {
+    let compatible = match Version::parse(library_api) {
         Ok(library) if library.major == 0 => host.major == 0 && host.minor == library.minor,
         Ok(library) => host.major == library.major,
         Err(_) => false,
@@ -81,8 +119,7 @@ fn check_version(header: &LibHeader) -> Result<(), LoadError> {
     if compatible {
         return Ok(());
     }
-    let needed = if host.major == 0 { format!("0.{}.x", host.minor) } else { format!("{}.x", host.major) };
-    Err(LoadError::IncompatibleApi { library_api, host_api: host.to_string(), needed })
+    Err(if host.major == 0 { format!("0.{}.x", host.minor) } else { format!("{}.x", host.major) })
 }
 
 /// Compares the root module layout the library was built with against the host's, every reachable type.

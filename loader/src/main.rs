@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use berth::{Host, HostConfig, LoadFailure, LoadReport, PLUGIN_PATH_ENV, PluginStatus};
+use berth::install::{self, Verification};
+use berth::{Host, HostConfig, LoadFailure, LoadReport, PLUGIN_PATH_ENV, PluginStatus, TrustPolicy, TrustedKey};
 use clap::{Parser, Subcommand};
 
 /// Load, check and call native Berth plugins.
@@ -23,6 +24,19 @@ struct Cli {
     /// Where verified private copies of libraries are kept (mode 0700).
     #[arg(long, global = true, env = "BERTH_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    /// Where the highest accepted version of each plugin is recorded (mode 0700).
+    #[arg(long, global = true, env = "BERTH_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// What a library without a signature by a trusted key gets: enforce (refused), warn (loaded, marked
+    /// untrusted), off. Overrides the config file.
+    #[arg(long, global = true, env = "BERTH_TRUST_POLICY", value_name = "POLICY")]
+    trust_policy: Option<TrustPolicy>,
+    /// A trusted minisign public key: a .pub file or its RW... line (repeatable; added to the config file's).
+    #[arg(long = "trusted-key", global = true, value_name = "KEY")]
+    trusted_keys: Vec<String>,
+    /// Accept plugin files and directories that group or others can write. For development machines only.
+    #[arg(long, global = true, env = "BERTH_INSECURE_PERMISSIONS")]
+    insecure_permissions: bool,
     /// Log level of the host's own log on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, env = "BERTH_LOG", default_value = "error")]
     log: String,
@@ -43,6 +57,36 @@ enum Command {
         /// Print abi_stable's full layout report under a layout failure.
         #[arg(long, short)]
         verbose: bool,
+        /// Also tell, for each plugin, whether it would load on a host built against this plugin-api version.
+        #[arg(long, value_name = "VERSION")]
+        host_api: Option<semver::Version>,
+    },
+    /// Verify a bundle completely, then install it as PLUGIN_DIR/NAME in one atomic step (a running host
+    /// reloads it). An interrupted install leaves the installed version in place.
+    Install {
+        /// The bundle (NAME-VERSION-TARGET.tar.gz, from `cargo xtask bundle`).
+        bundle: PathBuf,
+        /// The plugin directory to install into (default: the first configured one).
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+        /// Allow an older version than the one installed or accepted, and pin it in its manifest.
+        #[arg(long)]
+        pin: bool,
+    },
+    /// Check a bundle, or an installed plugin by name, as a host would before loading it.
+    Verify {
+        /// A bundle file or an installed plugin's name.
+        target: String,
+    },
+    /// Set `enabled = true` in a plugin's manifest (comments and layout kept).
+    Enable {
+        /// The plugin's name.
+        name: String,
+    },
+    /// Set `enabled = false` in a plugin's manifest (comments and layout kept); a running host stops it.
+    Disable {
+        /// The plugin's name.
+        name: String,
     },
     /// Call METHOD of PLUGIN with INPUT (JSON; `-` reads standard input; default `{}`).
     Call {
@@ -100,6 +144,19 @@ fn host_config(cli: &Cli) -> Result<HostConfig, String> {
     if let Some(cache) = &cli.cache_dir {
         config.cache_dir = cache.clone();
     }
+    if let Some(data) = &cli.data_dir {
+        config.data_dir = data.clone();
+    }
+    if let Some(policy) = cli.trust_policy {
+        config.trust.policy = policy;
+    }
+    for key in &cli.trusted_keys {
+        let parsed = TrustedKey::parse(key).or_else(|_| TrustedKey::from_file(Path::new(key)));
+        config.trust.keys.push(parsed.map_err(|e| format!("--trusted-key {key}: {e}"))?);
+    }
+    if cli.insecure_permissions {
+        config.trust.strict_modes = false;
+    }
     Ok(config)
 }
 
@@ -111,6 +168,13 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
             return inspect(path, &config.cache_dir);
         }
     }
+    match &cli.command {
+        Command::Install { bundle, to, pin } => return install(&config, bundle, to.as_deref(), *pin),
+        Command::Verify { target } => return verify(&config, target),
+        Command::Enable { name } => return set_enabled(&config, name, true),
+        Command::Disable { name } => return set_enabled(&config, name, false),
+        _ => {}
+    }
     let host = Host::new(config).map_err(|e| e.to_string())?;
     if let Command::Run { call, every } = &cli.command {
         return run_host(host, call.as_deref(), *every);
@@ -118,11 +182,57 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
     let report = host.load_all();
     match &cli.command {
         Command::List { json } => list(&host, &report, *json),
-        Command::Check { verbose } => Ok(check(&report, *verbose)),
+        Command::Check { verbose, host_api } => Ok(check(&host, &report, *verbose, host_api.as_ref())),
         Command::Call { plugin, method, input } => call(&host, plugin, method, input.as_deref()),
         Command::Info { target } => info(&host, &report, target),
-        Command::Run { .. } => unreachable!("handled above"),
+        _ => unreachable!("handled above"),
     }
+}
+
+/// `berth install`: verify, then put in place.
+fn install(config: &HostConfig, bundle: &Path, to: Option<&Path>, pin: bool) -> Result<ExitCode, String> {
+    let dir = to.or(config.plugin_dirs.first().map(PathBuf::as_path)).ok_or("no plugin directory: pass --to DIR")?;
+    let installed = install::install(bundle, dir, config, pin).map_err(|e| e.to_string())?;
+    print_verification(&installed.verification);
+    let replaced = installed.replaced.map(|v| format!(", replacing {v}")).unwrap_or_default();
+    println!(
+        "installed {} {} in {}{replaced}; a running host picks it up now",
+        installed.verification.name,
+        installed.verification.version,
+        installed.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `berth verify BUNDLE|PLUGIN`.
+fn verify(config: &HostConfig, target: &str) -> Result<ExitCode, String> {
+    let verification = if Path::new(target).is_file() {
+        install::verify_bundle(Path::new(target), config)
+    } else {
+        install::verify_installed(target, config)
+    };
+    print_verification(&verification.map_err(|e| e.to_string())?);
+    println!("verified: a host with this configuration would load it");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_verification(verification: &Verification) {
+    println!("plugin:     {} {}", verification.name, verification.version);
+    println!("sha256:     {}", verification.sha256);
+    println!("trust:      {}", verification.trust);
+    print_library(&verification.library);
+}
+
+/// `berth enable|disable NAME`.
+fn set_enabled(config: &HostConfig, name: &str, enabled: bool) -> Result<ExitCode, String> {
+    let (path, changed) = install::set_enabled(name, enabled, config).map_err(|e| e.to_string())?;
+    let state = if enabled { "enabled" } else { "disabled" };
+    if changed {
+        println!("{name}: {state} in {}; a running host applies it now", path.display());
+    } else {
+        println!("{name}: already {state} in {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `berth run`: load, watch, print events (and the answers of `--call`) until Ctrl-C or SIGTERM.
@@ -253,6 +363,13 @@ fn detail(status: &PluginStatus) -> String {
         (None, Some(_)) if status.reload_error.is_some() => {
             format!("last reload refused: {}", status.reload_error.as_deref().unwrap_or_default())
         }
+        (None, Some(_)) if matches!(status.trust, Some(berth::Trust::Untrusted { .. })) => {
+            format!(
+                "{} ({})",
+                status.manifest.display(),
+                status.trust.as_ref().map(ToString::to_string).unwrap_or_default()
+            )
+        }
         (None, Some(library)) => format!("{} ({}, {})", status.manifest.display(), library.profile, library.rustc),
         (None, None) => status.manifest.display().to_string(),
     }
@@ -271,11 +388,25 @@ fn print_table(rows: &[[String; 6]]) {
     }
 }
 
-fn check(report: &LoadReport, verbose: bool) -> ExitCode {
+fn check(host: &Host, report: &LoadReport, verbose: bool, host_api: Option<&semver::Version>) -> ExitCode {
     for failure in &report.failures {
         println!("FAIL {failure}");
         if verbose {
             print_details(failure);
+        }
+    }
+    if let Some(version) = host_api {
+        let verdicts = host.would_load_on(version);
+        let refused = verdicts.iter().filter(|(_, verdict)| verdict.is_err()).count();
+        for (status, verdict) in &verdicts {
+            match verdict {
+                Ok(()) => println!("ok   {} {} would load on plugin-api {version}", status.name, status.version),
+                Err(reason) => println!("FAIL {} {} on plugin-api {version}: {reason}", status.name, status.version),
+            }
+        }
+        println!("{} of {} plugin(s) would load on plugin-api {version}", verdicts.len() - refused, verdicts.len());
+        if refused > 0 {
+            return ExitCode::FAILURE;
         }
     }
     let total = report.loaded.len() + report.disabled.len() + report.failures.len();
@@ -358,6 +489,9 @@ fn info(host: &Host, report: &LoadReport, target: &str) -> Result<ExitCode, Stri
         );
         println!("sha256:     {sha256}");
         print_library(library);
+        if let Some(trust) = &status.trust {
+            println!("trust:      {trust}");
+        }
         if let Ok(health) = host.plugin(target).and_then(|h| h.health()) {
             let detail = if health.detail.is_empty() { String::new() } else { format!(" ({})", health.detail) };
             println!("health:     {:?}{detail}", health.status);

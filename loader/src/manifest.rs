@@ -9,6 +9,7 @@
 //! api = "^1.1"                     # requirement on the host's berth-plugin-api version
 //! enabled = true                   # optional, default true
 //! description = "Signs webhooks"   # optional
+//! pin = "1.4.2"                    # optional: allows this version although a newer one was accepted before
 //! [library]                        # per platform, relative to this manifest's directory
 //! linux = "libwebhook_signer.so"
 //! macos = { path = "libwebhook_signer.dylib", sha256 = "<64 hex digits>" }
@@ -80,6 +81,9 @@ pub struct Manifest {
     pub enabled: bool,
     /// One line for people.
     pub description: String,
+    /// Ops' explicit permission to run this version although the host accepted a newer one before (a
+    /// deliberate roll-back). Only honoured when it equals `version`.
+    pub pin: Option<Version>,
     /// The library per platform.
     pub library: Libraries,
     /// Other plugins that must be loaded, with version requirements.
@@ -136,6 +140,7 @@ impl Manifest {
             api: raw.api,
             enabled: raw.enabled,
             description: raw.description,
+            pin: raw.pin,
             library: raw.library,
             dependencies: raw.dependencies,
             config: raw.config,
@@ -174,6 +179,49 @@ impl Manifest {
     }
 }
 
+/// Sets `enabled` in the manifest at `path`, keeping its comments and layout (the file is replaced
+/// atomically). Returns whether the file changed.
+pub fn set_enabled(path: &Path, enabled: bool) -> Result<bool, ManifestError> {
+    edit(path, |document| {
+        let current = document.get("enabled").and_then(toml_edit::Item::as_bool).unwrap_or(true);
+        if current != enabled {
+            document["enabled"] = toml_edit::value(enabled);
+        }
+        current != enabled
+    })
+}
+
+/// Sets `pin` to `version` in the manifest at `path`, keeping its comments and layout.
+pub(crate) fn set_pin(path: &Path, version: &Version) -> Result<bool, ManifestError> {
+    edit(path, |document| {
+        document["pin"] = toml_edit::value(version.to_string());
+        true
+    })
+}
+
+/// Applies `change` to the manifest at `path`; when it reports a change, the result is validated and
+/// written through a temporary file and a rename.
+fn edit(path: &Path, change: impl FnOnce(&mut toml_edit::DocumentMut) -> bool) -> Result<bool, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
+    Manifest::parse(path, &text)?;
+    let mut document: toml_edit::DocumentMut =
+        text.parse().map_err(|e: toml_edit::TomlError| ManifestError::Invalid {
+            path: path.to_owned(),
+            line: 1,
+            column: 1,
+            message: e.to_string(),
+            snippet: String::new(),
+        })?;
+    if !change(&mut document) {
+        return Ok(false);
+    }
+    let edited = document.to_string();
+    Manifest::parse(path, &edited)?;
+    crate::trust::write_atomically(path, edited.as_bytes())
+        .map_err(|source| ManifestError::Write { path: path.to_owned(), source })?;
+    Ok(true)
+}
+
 fn yes() -> bool {
     true
 }
@@ -188,6 +236,7 @@ struct RawManifest {
     enabled: bool,
     #[serde(default)]
     description: String,
+    pin: Option<Version>,
     library: Libraries,
     #[serde(default)]
     dependencies: BTreeMap<PluginName, VersionReq>,

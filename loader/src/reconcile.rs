@@ -23,10 +23,11 @@ use semver::Version;
 use crate::config::HostConfig;
 use crate::discover::discover;
 use crate::error::{LoadError, LoadFailure};
-use crate::load::{self, host_api};
+use crate::load;
 use crate::logbridge;
 use crate::manifest::{Manifest, PluginName};
 use crate::registry::{Applied, Generation, PluginState, Registry};
+use crate::trust::{AcceptedVersions, Trust};
 use crate::verify::{FileStamp, PrivateCache, Verified, library_path, verify_library};
 
 /// What a load or a rescan did.
@@ -75,6 +76,8 @@ impl Scope {
 pub(crate) struct Inner {
     pub config: HostConfig,
     pub cache: PrivateCache,
+    /// The highest version of each plugin accepted so far (rollback protection).
+    pub versions: AcceptedVersions,
     pub registry: Registry,
     /// One rescan at a time; shutdown takes it too.
     lock: Mutex<()>,
@@ -89,8 +92,15 @@ enum Reload {
 }
 
 impl Inner {
-    pub(crate) fn new(config: HostConfig, cache: PrivateCache) -> Inner {
-        Inner { config, cache, registry: Registry::default(), lock: Mutex::new(()), closed: AtomicBool::new(false) }
+    pub(crate) fn new(config: HostConfig, cache: PrivateCache, versions: AcceptedVersions) -> Inner {
+        Inner {
+            config,
+            cache,
+            versions,
+            registry: Registry::default(),
+            lock: Mutex::new(()),
+            closed: AtomicBool::new(false),
+        }
     }
 
     /// Takes every plugin out of service; later rescans do nothing.
@@ -270,7 +280,7 @@ impl Inner {
     fn reload(&self, manifest: &Manifest, serving: &Arc<Generation>, applied: &Manifest) -> Result<Reload, LoadError> {
         self.check_requirements(manifest)?;
         self.check_dependents(manifest)?;
-        let verified = verify_library(manifest)?;
+        let verified = verify_library(manifest, &self.config.trust)?;
         if verified.sha256 == serving.sha256
             && same_library_and_metadata(manifest, applied)
             && manifest.config == applied.config
@@ -282,17 +292,16 @@ impl Inner {
         self.check_retired_limit(manifest)?;
         let generation = self.build(manifest, verified, &|_, _| {})?;
         hand_over_state(serving, &generation)?;
+        self.accept(&generation)?;
         self.registry.activate(generation);
         Ok(Reload::Swapped)
     }
 
-    /// The `api` requirement and the dependencies among the plugins serving now: checked from manifests,
-    /// before anything is read.
+    /// The `api` requirement, the accepted versions and the dependencies among the plugins serving now:
+    /// checked from manifests, before anything is read.
     fn check_requirements(&self, manifest: &Manifest) -> Result<(), LoadError> {
-        let host = host_api();
-        if !manifest.api.matches(&host) {
-            return Err(LoadError::ApiRequirement { required: manifest.api.to_string(), host_api: host.to_string() });
-        }
+        load::check_api_requirement(manifest)?;
+        self.versions.check(manifest)?;
         for (dependency, requirement) in &manifest.dependencies {
             let refuse = |reason: String| Err(LoadError::Dependency { dependency: dependency.to_string(), reason });
             match self.registry.serving(dependency) {
@@ -340,11 +349,23 @@ impl Inner {
     fn load_new(&self, manifest: &Manifest) -> Result<(), LoadError> {
         self.check_requirements(manifest)?;
         self.check_retired_limit(manifest)?;
-        let verified = verify_library(manifest)?;
+        let verified = verify_library(manifest, &self.config.trust)?;
         let progress = |state: PluginState, detail: String| self.registry.transition(manifest, state, detail);
-        progress(PluginState::Validated, format!("{} sha256 {}", verified.source.display(), verified.sha256));
+        let detail = format!("{} sha256 {}; {}", verified.source.display(), verified.sha256, verified.trust);
+        progress(PluginState::Validated, detail);
         let generation = self.build(manifest, verified, &progress)?;
+        self.accept(&generation)?;
         self.registry.activate(generation);
+        Ok(())
+    }
+
+    /// The last step before a generation serves: its version is recorded as accepted (so an older one is
+    /// refused later), and a library that is not signed by a trusted key is reported.
+    fn accept(&self, generation: &Generation) -> Result<(), LoadError> {
+        self.versions.record(&generation.manifest)?;
+        if let Trust::Untrusted { reason } = &generation.trust {
+            tracing::warn!(plugin = %generation.manifest.name, "loaded untrusted ([trust].policy = \"warn\"): {reason}");
+        }
         Ok(())
     }
 
@@ -360,20 +381,7 @@ impl Inner {
         // Mapped from now on, whether or not this generation ever serves.
         self.registry.record_library(manifest, &verified.sha256, verified.stamp.len());
         progress(PluginState::Loaded, format!("plugin-api {}", module.info.api_version));
-        if module.info.name != manifest.name.as_str() {
-            return Err(LoadError::MetadataMismatch {
-                field: "name",
-                manifest: manifest.name.to_string(),
-                library: module.info.name,
-            });
-        }
-        if Version::parse(&module.info.version).ok().as_ref() != Some(&manifest.version) {
-            return Err(LoadError::MetadataMismatch {
-                field: "version",
-                manifest: manifest.version.to_string(),
-                library: module.info.version,
-            });
-        }
+        load::check_metadata(manifest, &module.info)?;
         let number = self.registry.next_generation(manifest);
         let context = logbridge::context(manifest.name.as_str(), &module.info.version, number);
         let object = load::create(&module, &manifest.config_json(), context)?;
@@ -383,6 +391,7 @@ impl Inner {
             library: module.info,
             sha256: verified.sha256,
             stamp: verified.stamp,
+            trust: verified.trust,
             object,
         })
     }

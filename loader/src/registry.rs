@@ -22,6 +22,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::error::CallError;
 use crate::load::LibraryInfo;
 use crate::manifest::{Manifest, PluginName};
+use crate::trust::Trust;
 use crate::verify::FileStamp;
 
 /// Where a plugin is in its lifecycle: Discovered -> Validated -> Loaded -> Active, or Failed (reason kept),
@@ -145,6 +146,8 @@ pub struct PluginStatus {
     pub library: Option<LibraryInfo>,
     /// The SHA-256 of the active library.
     pub sha256: Option<String>,
+    /// Whether the active library is signed by a trusted key.
+    pub trust: Option<Trust>,
     /// Generations of this plugin no longer serving: each keeps its library mapped until the process exits.
     pub retired_generations: u64,
     /// The bytes of this plugin's libraries that stay mapped but do not serve: those of retired generations
@@ -169,6 +172,8 @@ pub(crate) struct Generation {
     pub sha256: String,
     /// The library file as it was read.
     pub stamp: FileStamp,
+    /// What its signature says.
+    pub trust: Trust,
     pub object: PluginObject,
 }
 
@@ -466,7 +471,8 @@ impl Registry {
     pub(crate) fn activate(&self, generation: Generation) {
         let slot = self.slot(&generation.manifest);
         let (number, version) = (generation.number, generation.manifest.version.to_string());
-        let detail = format!("sha256 {} from {}", generation.sha256, generation.manifest.path.display());
+        let detail =
+            format!("sha256 {} from {}; {}", generation.sha256, generation.manifest.path.display(), generation.trust);
         {
             let mut status = slot.status();
             status.applied = Some(Applied { manifest: generation.manifest.clone(), stamp: generation.stamp });
@@ -557,6 +563,7 @@ impl Registry {
                     generation: current.as_ref().map(|g| g.number),
                     library: current.as_ref().map(|g| g.library.clone()),
                     sha256: current.as_ref().map(|g| g.sha256.clone()),
+                    trust: current.as_ref().map(|g| g.trust.clone()),
                     retired_generations: retired.generations,
                     retired_bytes: retired.bytes,
                 }

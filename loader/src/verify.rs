@@ -1,6 +1,8 @@
 //! Verification of a library before anything runs it: the path stays inside the plugin's directory, it is a
-//! regular file, its bytes (read once) are a complete shared library for this architecture, and their SHA-256
-//! matches the manifest. Then the private copy: the verified bytes are written under their hash into the
+//! regular file that only this user or root can change (with the manifest and every directory above them),
+//! its bytes (read once) are a complete shared library for this architecture, their SHA-256 matches the
+//! manifest and the bundle's `SHA256SUMS`, and their signature satisfies the trust policy (`trust`). Then the
+//! private copy: the verified bytes are written under their hash into the
 //! host's 0700 cache directory, and that copy, which no one else can write, is the file the loader opens.
 //!
 //! Why a copy (DESIGN.md): the system loader dedups by path and inode, so a new version at the same path
@@ -20,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{HostError, LoadError};
 use crate::manifest::{Manifest, PLATFORM};
+use crate::trust::{self, Trust, TrustConfig};
 
 /// A library whose bytes passed every check.
 pub(crate) struct Verified {
@@ -31,6 +34,8 @@ pub(crate) struct Verified {
     pub sha256: String,
     /// The file as it was when it was read.
     pub stamp: FileStamp,
+    /// What its signature says.
+    pub trust: Trust,
 }
 
 /// What tells a file's versions apart without reading it: size, modification time and, on Unix, device and
@@ -76,8 +81,8 @@ pub(crate) fn library_path(manifest: &Manifest) -> Result<PathBuf, LoadError> {
     Ok(manifest.dir().join(&manifest.platform_library()?.path))
 }
 
-/// Resolves, reads and checks the manifest's library for this platform.
-pub(crate) fn verify_library(manifest: &Manifest) -> Result<Verified, LoadError> {
+/// Resolves, reads and checks the manifest's library for this platform, under the host's trust settings.
+pub(crate) fn verify_library(manifest: &Manifest, config: &TrustConfig) -> Result<Verified, LoadError> {
     let entry = manifest.platform_library()?;
     let dir = manifest.dir();
     let joined = library_path(manifest)?;
@@ -101,6 +106,11 @@ pub(crate) fn verify_library(manifest: &Manifest) -> Result<Verified, LoadError>
             dir: canonical_dir,
         });
     }
+    if config.strict_modes {
+        let manifest_path = fs::canonicalize(&manifest.path).map_err(io_error(&manifest.path))?;
+        trust::check_permissions(&manifest_path)?;
+        trust::check_permissions(&source)?;
+    }
     // Checked before opening: opening a FIFO or a device could block or have effects.
     let before = fs::metadata(&source).map_err(io_error(&source))?;
     if !before.is_file() {
@@ -118,10 +128,17 @@ pub(crate) fn verify_library(manifest: &Manifest) -> Result<Verified, LoadError>
     let sha256 = sha256_hex(&bytes);
     if let Some(expected) = &entry.sha256 {
         if *expected != sha256 {
-            return Err(LoadError::HashMismatch { path: source, expected: expected.clone(), found: sha256 });
+            return Err(LoadError::HashMismatch {
+                path: source,
+                expected_by: format!("[library].{PLATFORM}.sha256 in {}", manifest.path.display()),
+                expected: expected.clone(),
+                found: sha256,
+            });
         }
     }
-    Ok(Verified { source, bytes, sha256, stamp })
+    trust::check_checksum_file(manifest, &source, &sha256)?;
+    let trust = trust::check_signature(config, manifest, &source, &bytes, &sha256)?;
+    Ok(Verified { source, bytes, sha256, stamp, trust })
 }
 
 /// Checks that `bytes` are a complete shared library this host can load, without loading it.
@@ -253,22 +270,7 @@ pub(crate) struct PrivateCache {
 impl PrivateCache {
     /// Creates the directory (mode 0700 on Unix) or checks that an existing one is private.
     pub(crate) fn open(dir: &Path) -> Result<PrivateCache, HostError> {
-        let error = |reason: String| HostError::Cache { dir: dir.to_owned(), reason };
-        let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir).map_err(|e| error(format!("cannot create it: {e}")))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            let mode = fs::metadata(dir).map_err(|e| error(e.to_string()))?.mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(error(format!(
-                    "mode {mode:04o} lets other users write or read the libraries this host loads; run `chmod 700` on it or choose another cache directory"
-                )));
-            }
-        }
+        trust::private_dir(dir).map_err(|reason| HostError::Cache { dir: dir.to_owned(), reason })?;
         Ok(PrivateCache { dir: dir.to_owned() })
     }
 
@@ -277,21 +279,24 @@ impl PrivateCache {
         self.dir.join(format!("{sha256}{}", std::env::consts::DLL_SUFFIX))
     }
 
-    /// Writes `bytes` (whose digest is `sha256`) into the cache unless a copy of the same content is already
-    /// there, and returns the copy's path. The copy is written under a temporary name and renamed, so the final
-    /// name only ever holds complete bytes, and it is made read-only.
+    /// Writes `bytes` (whose digest is `sha256`) into the cache unless a copy with exactly these bytes is
+    /// already there, and returns the copy's path: the file opened holds the very bytes that were hashed and
+    /// checked. The copy is written under a temporary name and renamed, so the final name only ever holds
+    /// complete bytes, and it is made read-only. A copy under the digest's name whose bytes differ (a damaged
+    /// cache) is left alone, since a library at that path may be mapped already; the bytes go to a fresh name.
     pub(crate) fn store(&self, sha256: &str, bytes: &[u8]) -> Result<PathBuf, LoadError> {
-        let path = self.path_for(sha256);
-        if fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64) {
-            return Ok(path);
-        }
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let temp = self.dir.join(format!(
-            ".{}.{}.{}.tmp",
-            sha256,
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let unique = || format!("{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let mut path = self.path_for(sha256);
+        match fs::read(&path) {
+            Ok(existing) if existing == bytes => return Ok(path),
+            Ok(_) => {
+                tracing::warn!("private copy {} differs from the verified bytes; writing a fresh copy", path.display());
+                path = self.dir.join(format!("{sha256}.{}{}", unique(), std::env::consts::DLL_SUFFIX));
+            }
+            Err(_) => {}
+        }
+        let temp = self.dir.join(format!(".{sha256}.{}.tmp", unique()));
         let cache_error = |source: io::Error| LoadError::Cache { dir: self.dir.clone(), source };
         let write = || -> io::Result<()> {
             let mut file = File::create_new(&temp)?;

@@ -11,7 +11,7 @@ use std::{env, fs};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use berth::{Event, EventKind, Host, HostConfig, ReloadConfig};
+use berth::{Bundle, Event, EventKind, Host, HostConfig, ReloadConfig, TrustedKey};
 use tempfile::TempDir;
 
 /// The workspace root.
@@ -337,9 +337,36 @@ impl Layout {
         self.dir.path().join("cache")
     }
 
+    /// The data directory (accepted versions).
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// The host configuration for this layout.
     pub fn config(&self) -> HostConfig {
-        HostConfig { plugin_dirs: vec![self.plugins()], cache_dir: self.cache(), ..HostConfig::default() }
+        HostConfig {
+            plugin_dirs: vec![self.plugins()],
+            cache_dir: self.cache(),
+            data_dir: self.data(),
+            ..HostConfig::default()
+        }
+    }
+
+    /// The `berth` binary with this layout's plugin, cache and data directories, and nothing (plugin path,
+    /// config file, trust settings) from the environment.
+    pub fn berth(&self) -> Command {
+        let mut command = Command::new(berth_bin());
+        command
+            .arg("--plugin-dir")
+            .arg(self.plugins())
+            .arg("--cache-dir")
+            .arg(self.cache())
+            .arg("--data-dir")
+            .arg(self.data());
+        for variable in ["BERTH_PLUGIN_PATH", "BERTH_CONFIG", "BERTH_TRUST_POLICY", "BERTH_INSECURE_PERMISSIONS"] {
+            command.env_remove(variable);
+        }
+        command
     }
 
     /// A host over this layout.
@@ -441,4 +468,74 @@ pub fn install_atomically(target: &Path, bytes: &[u8]) {
     let temp = target.with_file_name(format!(".{}.tmp", target.file_name().unwrap().to_string_lossy()));
     fs::write(&temp, bytes).unwrap();
     fs::rename(&temp, target).unwrap();
+}
+
+/// A minisign key pair for the tests (unencrypted, like `cargo xtask keygen` writes).
+pub struct SigningKey {
+    public: minisign::PublicKey,
+    secret: minisign::SecretKey,
+}
+
+impl Default for SigningKey {
+    fn default() -> Self {
+        Self::generate()
+    }
+}
+
+impl SigningKey {
+    /// A fresh key pair.
+    pub fn generate() -> SigningKey {
+        let minisign::KeyPair { pk, sk } = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        SigningKey { public: pk, secret: sk }
+    }
+
+    /// The public key as a minisign `.pub` file holds it.
+    pub fn public_file(&self) -> String {
+        self.public.to_box().unwrap().into_string()
+    }
+
+    /// The public key as the host trusts it.
+    pub fn trusted(&self) -> TrustedKey {
+        TrustedKey::parse(&self.public_file()).unwrap()
+    }
+
+    /// A minisign signature of `bytes` with `statement` as its trusted comment.
+    pub fn sign(&self, bytes: &[u8], statement: &str) -> String {
+        let signature = minisign::sign(Some(&self.public), &self.secret, bytes, Some(statement), None).unwrap();
+        signature.into_string()
+    }
+
+    /// Signs the library at `library` for plugin `name` `version` on this host's target, as a publisher
+    /// would: writes `<library>.minisig`.
+    pub fn sign_library(&self, library: &Path, name: &str, version: &str) {
+        let bytes = fs::read(library).unwrap();
+        let statement = statement_for(name, version, &bytes);
+        fs::write(berth::trust::signature_path(library), self.sign(&bytes, &statement)).unwrap();
+    }
+}
+
+/// The statement a signature of `library` bytes for `name` `version` on this host's target must carry.
+pub fn statement_for(name: &str, version: &str, library: &[u8]) -> String {
+    let sha256 = sha256_hex(library);
+    berth::trust::statement(name, &semver::Version::parse(version).unwrap(), berth::trust::HOST_TARGET, &sha256)
+}
+
+/// The lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
+/// A bundle of an example plugin's library `library` with its manifest from `manifests/`, the version
+/// replaced by `version`, signed by `key` when given; written into `dir`, and its path returned.
+pub fn example_bundle(plugin: &str, version: &str, library: &Path, key: Option<&SigningKey>, dir: &Path) -> PathBuf {
+    let manifest = fs::read_to_string(root().join("manifests").join(format!("{plugin}.toml"))).unwrap();
+    let manifest = manifest.replace("version = \"1.0.0\"", &format!("version = {version:?}"));
+    let bytes = fs::read(library).unwrap();
+    let mut bundle = Bundle::new(&manifest, &library_file(plugin), bytes.clone()).unwrap();
+    if let Some(key) = key {
+        bundle = bundle.with_signature(key.sign(&bytes, &statement_for(plugin, version, &bytes))).unwrap();
+    }
+    let path = dir.join(bundle.file_name(berth::trust::HOST_TARGET).unwrap());
+    bundle.write(&path).unwrap();
+    path
 }

@@ -12,13 +12,7 @@ use berth_tests::{ApiVariant, Layout, Reloadable, berth_bin, install_atomically,
 use serde_json::Value;
 
 fn berth(layout: &Layout, args: &[&str]) -> Output {
-    Command::new(berth_bin())
-        .args(["--plugin-dir", &layout.plugins().to_string_lossy(), "--cache-dir", &layout.cache().to_string_lossy()])
-        .args(args)
-        .env_remove("BERTH_PLUGIN_PATH")
-        .env_remove("BERTH_CONFIG")
-        .output()
-        .expect("berth runs")
+    layout.berth().args(args).output().expect("berth runs")
 }
 
 fn stdout(output: &Output) -> String {
@@ -130,6 +124,8 @@ fn plugin_directories_come_from_the_flag_the_environment_or_a_config_file() {
         command
             .arg("--cache-dir")
             .arg(layout.cache())
+            .arg("--data-dir")
+            .arg(layout.data())
             .args(args)
             .env_remove("BERTH_PLUGIN_PATH")
             .env_remove("BERTH_CONFIG");
@@ -164,10 +160,9 @@ fn run_serves_and_reloads_live_then_stops_on_sigterm_dependents_first() {
     layout.add_example("greeter");
     let config = layout.plugins().with_file_name("berth.toml");
     std::fs::write(&config, "[reload]\ndebounce_ms = 50\n").unwrap();
-    let mut child = Command::new(berth_bin())
-        .args(["--plugin-dir", &layout.plugins().to_string_lossy(), "--cache-dir", &layout.cache().to_string_lossy()])
+    let mut child = layout
+        .berth()
         .args(["--config", &config.to_string_lossy(), "run", "--call", "reloadable mark null", "--every", "20ms"])
-        .env_remove("BERTH_PLUGIN_PATH")
         .stdout(Stdio::piped())
         .spawn()
         .expect("berth runs");

@@ -1,0 +1,249 @@
+//! Installing and verifying plugins as ops do: a bundle is checked completely before anything in the plugin
+//! directory changes (its layout and `SHA256SUMS`, then, unpacked beside its destination, the same checks a
+//! host makes: permissions, format, digests, signature under the trust policy, accepted versions, and the
+//! ABI checks of the library opened from a private copy). Then one rename puts it in place: a host watching
+//! the directory sees the old plugin or the new one, never a mix, and an install interrupted at any point
+//! leaves the old version installed (what it leaves behind is a hidden directory, skipped by discovery and
+//! removed by the next install).
+#![forbid(unsafe_code)]
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use semver::Version;
+
+use crate::bundle::Bundle;
+use crate::config::HostConfig;
+use crate::discover::discover;
+use crate::error::{BundleError, HostError, LoadError, ManifestError};
+use crate::load::{self, LibraryInfo, check_api_requirement, check_metadata};
+use crate::manifest::{Manifest, PluginName, set_pin};
+use crate::trust::{AcceptedVersions, Trust};
+use crate::verify::{PrivateCache, verify_library};
+
+/// What a verification found: everything a host would check, passed.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    /// The manifest that was checked.
+    pub manifest: PathBuf,
+    /// The plugin's name.
+    pub name: PluginName,
+    /// Its version.
+    pub version: Version,
+    /// The SHA-256 of its library.
+    pub sha256: String,
+    /// What its signature says.
+    pub trust: Trust,
+    /// What the library reports about itself.
+    pub library: LibraryInfo,
+}
+
+/// A completed install.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    /// What was verified before it was put in place.
+    pub verification: Verification,
+    /// The plugin's directory now.
+    pub dir: PathBuf,
+    /// The version it replaced, if one was installed.
+    pub replaced: Option<Version>,
+}
+
+/// Why an install or a verification refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InstallError {
+    /// The bundle cannot be used.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// A check a host makes refused the plugin.
+    #[error("{}: {error}", manifest.display())]
+    Refused {
+        /// The manifest checked (inside the unpacked bundle, or the installed one).
+        manifest: PathBuf,
+        /// Why.
+        #[source]
+        error: Box<LoadError>,
+    },
+    /// The bundle is older than the version installed.
+    #[error("{}: version {installed} is installed and the bundle holds the older {version}; to roll back on purpose, install with --pin (it sets pin = \"{version}\" in the manifest)", manifest.display())]
+    Downgrade {
+        /// The installed manifest.
+        manifest: PathBuf,
+        /// The installed version.
+        installed: Version,
+        /// The bundle's version.
+        version: Version,
+    },
+    /// No installed plugin has that name.
+    #[error("no plugin named {name:?} is installed in {dirs}; `berth list` shows the plugins")]
+    UnknownPlugin {
+        /// The name asked for.
+        name: String,
+        /// The plugin directories searched.
+        dirs: String,
+    },
+    /// A file operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The cache or data directory cannot be used.
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> InstallError + '_ {
+    move |source| InstallError::Io { path: path.to_owned(), source }
+}
+
+/// Checks the bundle at `path` as [`install`] would, without installing it. The bundle is unpacked into a
+/// private temporary directory for the checks.
+pub fn verify_bundle(path: &Path, config: &HostConfig) -> Result<Verification, InstallError> {
+    let bundle = Bundle::read(path)?;
+    let temp = tempfile::Builder::new().prefix("berth-verify-").tempdir().map_err(io_error(path))?;
+    let dir = temp.path().join(bundle.name().as_str());
+    fs::create_dir(&dir).and_then(|()| bundle.unpack_into(&dir)).map_err(io_error(&dir))?;
+    verify_manifest(&dir.join(format!("{}.toml", bundle.name())), config)
+}
+
+/// Checks the installed plugin called `name` as a host loading it would.
+pub fn verify_installed(name: &str, config: &HostConfig) -> Result<Verification, InstallError> {
+    verify_manifest(&find_manifest(name, config)?, config)
+}
+
+/// The manifest of the installed plugin called `name`.
+pub fn find_manifest(name: &str, config: &HostConfig) -> Result<PathBuf, InstallError> {
+    let (paths, _) = discover(&config.plugin_dirs);
+    paths.into_iter().find(|path| Manifest::load(path).is_ok_and(|m| m.name.as_str() == name)).ok_or_else(|| {
+        let dirs: Vec<String> = config.plugin_dirs.iter().map(|d| d.display().to_string()).collect();
+        InstallError::UnknownPlugin { name: name.to_owned(), dirs: dirs.join(", ") }
+    })
+}
+
+/// Everything a host checks before a plugin serves, short of creating an instance: the manifest, the `api`
+/// requirement, the accepted versions, the library (permissions, format, digests, signature), and the ABI
+/// checks and metadata of the library opened from a private copy (which runs its initialisers).
+fn verify_manifest(path: &Path, config: &HostConfig) -> Result<Verification, InstallError> {
+    let refused = |error: LoadError| InstallError::Refused { manifest: path.to_owned(), error: Box::new(error) };
+    let manifest = Manifest::load(path).map_err(|e| refused(e.into()))?;
+    check_api_requirement(&manifest).map_err(refused)?;
+    AcceptedVersions::open(&config.data_dir)?.check(&manifest).map_err(refused)?;
+    let verified = verify_library(&manifest, &config.trust).map_err(refused)?;
+    let copy = PrivateCache::open(&config.cache_dir)?.store(&verified.sha256, &verified.bytes).map_err(refused)?;
+    let module = load::open(&copy).map_err(refused)?;
+    check_metadata(&manifest, &module.info).map_err(refused)?;
+    Ok(Verification {
+        manifest: path.to_owned(),
+        name: manifest.name,
+        version: manifest.version,
+        sha256: verified.sha256,
+        trust: verified.trust,
+        library: module.info,
+    })
+}
+
+/// Installs the bundle at `bundle` into the plugin directory `plugin_dir`, as `<plugin_dir>/<name>/`. With
+/// `pin`, an older version than the one installed or accepted is allowed, and pinned in its manifest.
+pub fn install(bundle: &Path, plugin_dir: &Path, config: &HostConfig, pin: bool) -> Result<Installed, InstallError> {
+    let bundle = Bundle::read(bundle)?;
+    let name = bundle.name().clone();
+    let version = bundle.version()?;
+    let target = plugin_dir.join(name.as_str());
+    let installed_manifest = target.join(format!("{name}.toml"));
+    let installed = Manifest::load(&installed_manifest).ok().map(|m| m.version);
+    if let Some(installed) = installed.clone().filter(|installed| version < *installed && !pin) {
+        return Err(InstallError::Downgrade { manifest: installed_manifest, installed, version });
+    }
+    remove_leftovers(plugin_dir, &name);
+    let staging = plugin_dir.join(format!(".{name}.install-{}", std::process::id()));
+    let result = stage_and_swap(&bundle, &staging, &target, config, pin);
+    // After a swap the staging path holds the version replaced; after a failure, the unverified one.
+    let _ = fs::remove_dir_all(&staging);
+    let verification = result?;
+    Ok(Installed { verification, dir: target, replaced: installed })
+}
+
+fn stage_and_swap(
+    bundle: &Bundle,
+    staging: &Path,
+    target: &Path,
+    config: &HostConfig,
+    pin: bool,
+) -> Result<Verification, InstallError> {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o755);
+    builder.create(staging).map_err(io_error(staging))?;
+    bundle.unpack_into(staging).map_err(io_error(staging))?;
+    let manifest = staging.join(format!("{}.toml", bundle.name()));
+    if pin {
+        set_pin(&manifest, &bundle.version()?).map_err(|e| InstallError::Refused {
+            manifest: manifest.clone(),
+            error: Box::new(LoadError::Manifest(e)),
+        })?;
+    }
+    let verification = verify_manifest(&manifest, config)?;
+    swap_into_place(staging, target)?;
+    Ok(Verification { manifest: target.join(format!("{}.toml", bundle.name())), ..verification })
+}
+
+/// Puts the directory `staging` at `target` in one step. When `target` exists, the two are exchanged
+/// atomically on Linux (`renameat2(RENAME_EXCHANGE)`), so `target` is never missing; elsewhere the old one is
+/// renamed aside first (a host may see the plugin missing for that instant).
+fn swap_into_place(staging: &Path, target: &Path) -> Result<(), InstallError> {
+    abort_here_in_tests();
+    if !target.exists() {
+        return fs::rename(staging, target).map_err(io_error(target));
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        renameat_with(CWD, staging, CWD, target, RenameFlags::EXCHANGE)
+            .map_err(|e| InstallError::Io { path: target.to_owned(), source: e.into() })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let aside = target.with_file_name(format!(
+            ".{}.old-{}",
+            target.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id()
+        ));
+        fs::rename(target, &aside).map_err(io_error(target))?;
+        fs::rename(staging, target).map_err(io_error(target))?;
+        fs::rename(&aside, staging).map_err(io_error(staging))
+    }
+}
+
+/// A fault-injection point for the interrupted-install test: in debug builds, `BERTH_TEST_ABORT_BEFORE_SWAP`
+/// aborts the process after the bundle is unpacked and verified, just before it would be put in place.
+fn abort_here_in_tests() {
+    if cfg!(debug_assertions) && std::env::var_os("BERTH_TEST_ABORT_BEFORE_SWAP").is_some() {
+        std::process::abort();
+    }
+}
+
+/// Removes what interrupted installs of `name` left in `plugin_dir` (hidden, so no host ever loaded it).
+fn remove_leftovers(plugin_dir: &Path, name: &PluginName) {
+    let prefixes = [format!(".{name}.install-"), format!(".{name}.old-")];
+    let Ok(entries) = fs::read_dir(plugin_dir) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if prefixes.iter().any(|prefix| file_name.starts_with(prefix.as_str())) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Sets `enabled` in the manifest of the installed plugin called `name`, keeping the manifest's comments and
+/// layout. Returns the manifest's path and whether it changed; a watching host applies it at once.
+pub fn set_enabled(name: &str, enabled: bool, config: &HostConfig) -> Result<(PathBuf, bool), InstallError> {
+    let path = find_manifest(name, config)?;
+    let changed = crate::manifest::set_enabled(&path, enabled)
+        .map_err(|e: ManifestError| InstallError::Refused { manifest: path.clone(), error: Box::new(e.into()) })?;
+    Ok((path, changed))
+}

@@ -1,0 +1,424 @@
+//! Trust: what the host requires of a plugin's files beyond "a complete library for this platform", before
+//! it runs any of their code.
+//!
+//! - **Permissions** (OpenSSH `StrictModes`): the manifest, the library and every directory above them must
+//!   not be writable by group or others (a sticky directory such as `/tmp` is fine), nor owned by a user
+//!   other than the host's own or root. Otherwise someone else could swap the code this host runs.
+//! - **Checksums**: a bundle's `SHA256SUMS` beside the manifest, when present, must list the library with
+//!   the digest of the bytes read (the manifest's `sha256` is checked by `verify`).
+//! - **Signatures**: a minisign signature `<library>.minisig` whose trusted comment is the [`statement`]
+//!   binding plugin name, version, target and SHA-256, by one of the host's trusted keys. The
+//!   [`TrustPolicy`] says what an unsigned library or an unknown key gets; a malformed signature, one that
+//!   does not match the bytes, or one made for another plugin, version or target is refused under every
+//!   policy.
+//! - **Accepted versions** (rollback protection): the highest version of each plugin the host has accepted
+//!   is kept in a small state file in its data directory; an older version is refused unless its manifest
+//!   pins it (`pin = "<version>"`).
+//!
+//! Signatures are plain minisign: `minisign -Vm libgreeter.so -p publisher.pub` checks one by hand and
+//! prints the statement. The host verifies with `minisign-verify` (no signing code in the host).
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ct_codecs::{Base64, Decoder};
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{HostError, LoadError};
+use crate::manifest::Manifest;
+
+/// The target triple this host was built for; a signature must name it.
+pub const HOST_TARGET: &str = env!("BERTH_HOST_TARGET");
+
+/// The checksum file a bundle ships beside its manifest, in `sha256sum` format (`sha256sum -c SHA256SUMS`).
+pub const CHECKSUM_FILE: &str = "SHA256SUMS";
+
+/// The suffix of a library's minisign signature file: `libgreeter.so.minisig`.
+pub const SIGNATURE_SUFFIX: &str = ".minisig";
+
+/// What a signature's trusted comment must say for this plugin: name, version, target and the SHA-256 of
+/// the library, so that a signature moved to another plugin, version or target does not verify.
+///
+/// ```
+/// let version = semver::Version::new(1, 0, 0);
+/// let statement = berth::trust::statement("greeter", &version, "x86_64-unknown-linux-gnu", "ab12");
+/// assert_eq!(statement, "berth-plugin name=greeter version=1.0.0 target=x86_64-unknown-linux-gnu sha256=ab12");
+/// ```
+pub fn statement(name: &str, version: &Version, target: &str, sha256: &str) -> String {
+    format!("berth-plugin name={name} version={version} target={target} sha256={sha256}")
+}
+
+/// The signature file of the library at `library`.
+pub fn signature_path(library: &Path) -> PathBuf {
+    let mut name = library.file_name().unwrap_or_default().to_owned();
+    name.push(SIGNATURE_SUFFIX);
+    library.with_file_name(name)
+}
+
+/// What the host does with a library that has no signature by a trusted key (`[trust] policy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrustPolicy {
+    /// Refused: only libraries signed by a trusted key load.
+    Enforce,
+    /// Loaded, but marked untrusted in the status and logged as a warning. The default, so that a host with
+    /// no configuration loads local builds; production hosts should enforce.
+    #[default]
+    Warn,
+    /// Not checked; a signature present by a trusted key is still verified.
+    Off,
+}
+
+impl std::str::FromStr for TrustPolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "enforce" => Ok(TrustPolicy::Enforce),
+            "warn" => Ok(TrustPolicy::Warn),
+            "off" => Ok(TrustPolicy::Off),
+            other => Err(format!("unknown trust policy {other:?}: use enforce, warn or off")),
+        }
+    }
+}
+
+impl fmt::Display for TrustPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrustPolicy::Enforce => "enforce",
+            TrustPolicy::Warn => "warn",
+            TrustPolicy::Off => "off",
+        })
+    }
+}
+
+/// The `[trust]` part of the host configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustConfig {
+    /// What an unsigned library or one signed by an unknown key gets.
+    pub policy: TrustPolicy,
+    /// The publishers' public keys whose signatures the host accepts.
+    pub keys: Vec<TrustedKey>,
+    /// Refuse files and directories that others could write (OpenSSH `StrictModes`). Default `true`; turn it
+    /// off only on a development machine.
+    pub strict_modes: bool,
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        TrustConfig { policy: TrustPolicy::default(), keys: Vec::new(), strict_modes: true }
+    }
+}
+
+/// A minisign public key the host trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedKey {
+    id: String,
+    key: minisign_verify::PublicKey,
+}
+
+impl TrustedKey {
+    /// Parses a key: the base64 line (`RW...`) or the whole `.pub` file minisign writes.
+    pub fn parse(text: &str) -> Result<TrustedKey, String> {
+        let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"));
+        let line = line.ok_or("it is empty")?;
+        let key =
+            minisign_verify::PublicKey::from_base64(line).map_err(|e| format!("not a minisign public key ({e})"))?;
+        let id = key_id(line).ok_or("not a minisign public key")?;
+        Ok(TrustedKey { id, key })
+    }
+
+    /// Reads a key from a minisign `.pub` file.
+    pub fn from_file(path: &Path) -> Result<TrustedKey, String> {
+        let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        TrustedKey::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The key id as minisign prints it (16 hex digits).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// The key id in a minisign public key or signature line (algorithm, then the 8-byte id, little-endian),
+/// printed the way minisign prints it.
+fn key_id(base64_line: &str) -> Option<String> {
+    let bytes = Base64::decode_to_vec(base64_line.trim(), None).ok()?;
+    let id: [u8; 8] = bytes.get(2..10)?.try_into().ok()?;
+    Some(format!("{:016X}", u64::from_le_bytes(id)))
+}
+
+/// How far a loaded library is trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "trust", rename_all = "snake_case")]
+pub enum Trust {
+    /// Signed by this trusted key, for this plugin, version, target and bytes.
+    Signed {
+        /// The key id.
+        key: String,
+    },
+    /// Loaded without a verified signature, under `policy = "warn"`.
+    Untrusted {
+        /// Why (no signature, unknown key).
+        reason: String,
+    },
+    /// Not checked (`policy = "off"`, no signature by a trusted key).
+    Unchecked,
+}
+
+impl fmt::Display for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trust::Signed { key } => write!(f, "signed by trusted key {key}"),
+            Trust::Untrusted { reason } => write!(f, "untrusted: {reason}"),
+            Trust::Unchecked => f.write_str("signature not checked (policy off)"),
+        }
+    }
+}
+
+/// Checks the signature of `bytes`, the library at `library` that `manifest` describes, under `config`.
+pub(crate) fn check_signature(
+    config: &TrustConfig,
+    manifest: &Manifest,
+    library: &Path,
+    bytes: &[u8],
+    sha256: &str,
+) -> Result<Trust, LoadError> {
+    let path = signature_path(library);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return match config.policy {
+                TrustPolicy::Enforce => Err(LoadError::Unsigned { library: library.to_owned(), signature: path }),
+                TrustPolicy::Warn => {
+                    Ok(Trust::Untrusted { reason: format!("no signature ({} does not exist)", path.display()) })
+                }
+                TrustPolicy::Off => Ok(Trust::Unchecked),
+            };
+        }
+        Err(source) => return Err(LoadError::Io { path, source }),
+    };
+    let malformed = |reason: String| LoadError::SignatureMalformed { path: path.clone(), reason };
+    let signature = minisign_verify::Signature::decode(&text).map_err(|e| malformed(e.to_string()))?;
+    let id = text.lines().nth(1).and_then(key_id).ok_or_else(|| malformed("no key id".to_owned()))?;
+    let Some(key) = config.keys.iter().find(|key| key.id == id) else {
+        return match config.policy {
+            TrustPolicy::Enforce => Err(LoadError::UnknownKey { path, key: id, trusted: config.keys.len() }),
+            TrustPolicy::Warn => Ok(Trust::Untrusted { reason: format!("signed by key {id}, which is not trusted") }),
+            TrustPolicy::Off => Ok(Trust::Unchecked),
+        };
+    };
+    match key.key.verify(bytes, &signature, false) {
+        Ok(()) => {}
+        Err(minisign_verify::Error::UnexpectedAlgorithm) => {
+            return Err(malformed(
+                "a legacy (not prehashed) signature; sign again with `cargo xtask sign` or minisign 0.8+".to_owned(),
+            ));
+        }
+        Err(_) => return Err(LoadError::SignatureInvalid { path, library: library.to_owned(), key: id }),
+    }
+    let expected = statement(manifest.name.as_str(), &manifest.version, HOST_TARGET, sha256);
+    if signature.trusted_comment() != expected {
+        return Err(LoadError::SignatureStatement { path, signed: signature.trusted_comment().to_owned(), expected });
+    }
+    Ok(Trust::Signed { key: id })
+}
+
+/// The entries of a `SHA256SUMS` file: file name -> lowercase hex digest.
+pub(crate) fn parse_checksums(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut sums = BTreeMap::new();
+    for (number, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
+        let (digest, name) = line
+            .split_once("  ")
+            .or_else(|| line.split_once(" *"))
+            .ok_or_else(|| format!("line {}: expected \"<sha256>  <file>\"", number + 1))?;
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("line {}: {digest:?} is not a SHA-256 digest", number + 1));
+        }
+        sums.insert(name.to_owned(), digest.to_ascii_lowercase());
+    }
+    Ok(sums)
+}
+
+/// Checks the library's digest against the `SHA256SUMS` beside the manifest, when there is one.
+pub(crate) fn check_checksum_file(manifest: &Manifest, library: &Path, sha256: &str) -> Result<(), LoadError> {
+    let path = manifest.dir().join(CHECKSUM_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(LoadError::Io { path, source }),
+    };
+    let entry = &manifest.platform_library()?.path;
+    let sums = parse_checksums(&text).map_err(|reason| LoadError::ChecksumFile { path: path.clone(), reason })?;
+    let expected = sums.get(entry.as_str()).ok_or_else(|| LoadError::ChecksumFile {
+        path: path.clone(),
+        reason: format!("it does not list the library {entry}"),
+    })?;
+    if expected != sha256 {
+        return Err(LoadError::HashMismatch {
+            path: library.to_owned(),
+            expected_by: path.display().to_string(),
+            expected: expected.clone(),
+            found: sha256.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses `path` (canonical) when it, or a directory above it, could be changed by someone other than this
+/// user or root: writable by group or others (except a sticky directory, where others cannot replace what
+/// they do not own), or owned by another user.
+#[cfg(unix)]
+pub(crate) fn check_permissions(path: &Path) -> Result<(), LoadError> {
+    use std::os::unix::fs::MetadataExt;
+    let user = rustix::process::geteuid().as_raw();
+    let mut current = Some(path);
+    while let Some(entry) = current {
+        let metadata = fs::metadata(entry).map_err(|source| LoadError::Io { path: entry.to_owned(), source })?;
+        let (mode, owner) = (metadata.mode() & 0o7777, metadata.uid());
+        let refuse = |reason: String| Err(LoadError::UnsafePermissions { path: entry.to_owned(), mode, reason });
+        if owner != user && owner != 0 {
+            return refuse(format!(
+                "it is owned by uid {owner}, neither this user (uid {user}) nor root, so that user could change the code this host runs; `chown` it to the host's user"
+            ));
+        }
+        let sticky_dir = metadata.is_dir() && mode & 0o1000 != 0;
+        if mode & 0o022 != 0 && !sticky_dir {
+            let who = if mode & 0o002 != 0 { "every user" } else { "its group" };
+            return refuse(format!(
+                "{who} can write it, and so change the code this host runs; run `chmod go-w {}`",
+                entry.display()
+            ));
+        }
+        current = entry.parent();
+    }
+    Ok(())
+}
+
+/// Windows and other platforms: file ACLs are not checked (documented in the ops guide).
+#[cfg(not(unix))]
+pub(crate) fn check_permissions(_path: &Path) -> Result<(), LoadError> {
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) with mode 0700, or checks that an existing one is private.
+pub(crate) fn private_dir(dir: &Path) -> Result<(), String> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| format!("cannot create it: {e}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let mode = fs::metadata(dir).map_err(|e| e.to_string())?.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "mode {mode:04o} lets other users see or change what the host keeps there; run `chmod 700 {}` or choose another directory",
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The name of the accepted-versions file in the data directory.
+pub const ACCEPTED_VERSIONS_FILE: &str = "accepted-versions.toml";
+
+#[derive(Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct AcceptedFile {
+    #[serde(default)]
+    accepted: BTreeMap<String, Version>,
+}
+
+/// The highest version of each plugin the host has accepted, kept in `<data dir>/accepted-versions.toml`.
+pub(crate) struct AcceptedVersions {
+    path: PathBuf,
+    versions: Mutex<BTreeMap<String, Version>>,
+}
+
+impl AcceptedVersions {
+    /// Opens the record in `data_dir` (created 0700); a record that cannot be read stops the host, since
+    /// ignoring it would let an old version back in.
+    pub(crate) fn open(data_dir: &Path) -> Result<AcceptedVersions, HostError> {
+        let error = |reason: String| HostError::DataDir { dir: data_dir.to_owned(), reason };
+        private_dir(data_dir).map_err(error)?;
+        let path = data_dir.join(ACCEPTED_VERSIONS_FILE);
+        let versions = read_accepted(&path).map_err(error)?;
+        Ok(AcceptedVersions { path, versions: Mutex::new(versions) })
+    }
+
+    /// Refuses a version older than the highest accepted one, unless the manifest pins it.
+    pub(crate) fn check(&self, manifest: &Manifest) -> Result<(), LoadError> {
+        let versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        match versions.get(manifest.name.as_str()) {
+            Some(highest) if manifest.version < *highest && manifest.pin.as_ref() != Some(&manifest.version) => {
+                Err(LoadError::Downgrade {
+                    version: manifest.version.to_string(),
+                    highest: highest.to_string(),
+                    record: self.path.clone(),
+                    pin: manifest.pin.as_ref().map(Version::to_string),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records that `manifest`'s version was accepted, if it is the highest so far. The file is read again
+    /// first (another host may share the data directory) and replaced atomically.
+    pub(crate) fn record(&self, manifest: &Manifest) -> Result<(), LoadError> {
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        let name = manifest.name.as_str();
+        if versions.get(name).is_some_and(|highest| *highest >= manifest.version) {
+            return Ok(());
+        }
+        let failed = |reason: String| LoadError::VersionRecord { path: self.path.clone(), reason };
+        let mut merged = read_accepted(&self.path).map_err(failed)?;
+        for (plugin, version) in versions.iter() {
+            if merged.get(plugin).is_none_or(|v| v < version) {
+                merged.insert(plugin.clone(), version.clone());
+            }
+        }
+        if merged.get(name).is_none_or(|v| *v < manifest.version) {
+            merged.insert(name.to_owned(), manifest.version.clone());
+        }
+        let text = format!(
+            "# The highest version of each plugin this host has accepted (written by berth; do not edit).\n# An older version is refused unless its manifest pins it: pin = \"<version>\".\n{}",
+            toml::to_string(&AcceptedFile { accepted: merged.clone() }).map_err(|e| failed(e.to_string()))?
+        );
+        write_atomically(&self.path, text.as_bytes()).map_err(|e| failed(e.to_string()))?;
+        *versions = merged;
+        Ok(())
+    }
+}
+
+fn read_accepted(path: &Path) -> Result<BTreeMap<String, Version>, String> {
+    match fs::read_to_string(path) {
+        Ok(text) => toml::from_str::<AcceptedFile>(&text)
+            .map(|file| file.accepted)
+            .map_err(|e| format!("{}: {}; restore it from a backup", path.display(), e.message())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Replaces `path` with `bytes`: written to a temporary file beside it, synced, then renamed over it, so the
+/// file always holds either the old or the new content. Keeps the old file's permissions.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    io::Write::write_all(&mut temp, bytes)?;
+    if let Ok(metadata) = fs::metadata(path) {
+        temp.as_file().set_permissions(metadata.permissions())?;
+    }
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! Trust (issue 4): every refusal of the integrity, signature, rollback and permission checks, each with its
+//! error variant and the words an operator acts on, and what each trust policy loads.
+
+use std::fs;
+use std::path::Path;
+
+use berth::trust::{ACCEPTED_VERSIONS_FILE, CHECKSUM_FILE, signature_path};
+use berth::{Host, HostConfig, LoadError, LoadReport, Trust, TrustConfig, TrustPolicy};
+use berth_tests::{Layout, SigningKey, library_file, sha256_hex, statement_for};
+
+const POLICIES: [TrustPolicy; 3] = [TrustPolicy::Enforce, TrustPolicy::Warn, TrustPolicy::Off];
+
+fn config(layout: &Layout, policy: TrustPolicy, key: Option<&SigningKey>) -> HostConfig {
+    let trust = TrustConfig { policy, keys: key.map(SigningKey::trusted).into_iter().collect(), strict_modes: true };
+    HostConfig { trust, ..layout.config() }
+}
+
+/// Loads everything with `config`; returns the host and the one failure's error, if any.
+fn load(config: HostConfig) -> (Host, LoadReport) {
+    let host = Host::new(config).unwrap();
+    let report = host.load_all();
+    (host, report)
+}
+
+fn only_error(report: &LoadReport) -> &LoadError {
+    assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+    &report.failures[0].error
+}
+
+fn trust_of(host: &Host, plugin: &str) -> Trust {
+    host.plugins().into_iter().find(|s| s.name.as_str() == plugin).unwrap().trust.expect("serving")
+}
+
+fn greeter_library(dir: &Path) -> std::path::PathBuf {
+    dir.join(library_file("greeter"))
+}
+
+#[test]
+fn a_library_signed_by_a_trusted_key_loads_as_signed_under_every_policy() {
+    let layout = Layout::new();
+    let dir = layout.add_example("greeter");
+    let key = SigningKey::generate();
+    key.sign_library(&greeter_library(&dir), "greeter", "1.0.0");
+    for policy in POLICIES {
+        let (host, report) = load(config(&layout, policy, Some(&key)));
+        assert!(report.failures.is_empty(), "{policy}: {:?}", report.failures);
+        assert_eq!(trust_of(&host, "greeter"), Trust::Signed { key: key.trusted().id().to_owned() });
+    }
+}
+
+#[test]
+fn an_unsigned_library_is_refused_under_enforce_marked_untrusted_under_warn_and_unchecked_under_off() {
+    let layout = Layout::new();
+    let dir = layout.add_example("greeter");
+    let (_, report) = load(config(&layout, TrustPolicy::Enforce, None));
+    let error = only_error(&report);
+    assert!(matches!(error, LoadError::Unsigned { .. }), "{error:?}");
+    let message = error.to_string();
+    for words in ["is not signed", "libgreeter.so.minisig does not exist", "policy = \"enforce\"", "cargo xtask sign"] {
+        assert!(message.contains(words), "{words:?} missing from: {message}");
+    }
+    let (host, report) = load(config(&layout, TrustPolicy::Warn, None));
+    assert!(report.failures.is_empty());
+    let Trust::Untrusted { reason } = trust_of(&host, "greeter") else { panic!("greeter should be untrusted") };
+    assert!(reason.contains("no signature"), "{reason}");
+    let (host, _) = load(config(&layout, TrustPolicy::Off, None));
+    assert_eq!(trust_of(&host, "greeter"), Trust::Unchecked);
+    assert!(greeter_library(&dir).exists());
+}
+
+#[test]
+fn a_signature_by_an_unknown_key_is_refused_under_enforce_only() {
+    let layout = Layout::new();
+    let dir = layout.add_example("greeter");
+    let (publisher, trusted) = (SigningKey::generate(), SigningKey::generate());
+    publisher.sign_library(&greeter_library(&dir), "greeter", "1.0.0");
+    let (_, report) = load(config(&layout, TrustPolicy::Enforce, Some(&trusted)));
+    let error = only_error(&report);
+    let LoadError::UnknownKey { key, trusted: count, .. } = error else { panic!("expected UnknownKey: {error:?}") };
+    assert_eq!((key.as_str(), *count), (publisher.trusted().id(), 1));
+    assert!(error.to_string().contains("add their public key to [trust].keys"), "{error}");
+    let (host, report) = load(config(&layout, TrustPolicy::Warn, Some(&trusted)));
+    assert!(report.failures.is_empty());
+    assert!(matches!(trust_of(&host, "greeter"), Trust::Untrusted { reason } if reason.contains("not trusted")));
+}
+
+#[test]
+fn a_signature_that_does_not_match_the_library_is_refused_under_every_policy() {
+    let layout = Layout::new();
+    let dir = layout.add_example("greeter");
+    let key = SigningKey::generate();
+    let library = greeter_library(&dir);
+    let mut other = fs::read(&library).unwrap();
+    other.push(0);
+    // The statement is right for the library; the signature is over other bytes.
+    let statement = statement_for("greeter", "1.0.0", &fs::read(&library).unwrap());
+    fs::write(signature_path(&library), key.sign(&other, &statement)).unwrap();
+    for policy in POLICIES {
+        let (_, report) = load(config(&layout, policy, Some(&key)));
+        let error = only_error(&report);
+        assert!(matches!(error, LoadError::SignatureInvalid { .. }), "{policy}: {error:?}");
+        assert!(error.to_string().contains("does not match the bytes of"), "{error}");
+    }
+}
+
+#[test]
+fn a_signature_made_for_another_plugin_version_or_target_is_refused_under_every_policy() {
+    let layout = Layout::new();
+    let dir = layout.add_example("greeter");
+    let key = SigningKey::generate();
+    let library = greeter_library(&dir);
+    let bytes = fs::read(&library).unwrap();
+    let sha256 = sha256_hex(&bytes);
+    let statements = [
+        statement_for("quota", "1.0.0", &bytes),
+        statement_for("greeter", "0.9.0", &bytes),
+        format!("berth-plugin name=greeter version=1.0.0 target=aarch64-apple-darwin sha256={sha256}"),
+    ];
+    for statement in statements {
+        fs::write(signature_path(&library), key.sign(&bytes, &statement)).unwrap();
+        for policy in POLICIES {
+            let (_, report) = load(config(&layout, policy, Some(&key)));
+            let error = only_error(&report);
+            let LoadError::SignatureStatement { signed, expected, .. } = error else {
+                panic!("{policy}: expected SignatureStatement: {error:?}")
+            };
+            assert_eq!(signed, &statement);
+            assert_eq!(expected, &statement_for("greeter", "1.0.0", &bytes));
+            assert!(error.to_string().contains("a signature moved from another plugin, version or target"));
+        }
+    }
+}
+
+#[test]
+fn a_malformed_signature_is_refused_under_every_policy() {
+    let layout = Layout::new();
+    let dir = layout.add_example("greeter");
+    fs::write(signature_path(&greeter_library(&dir)), "untrusted comment: x\nnot base64 at all\n").unwrap();
+    for policy in POLICIES {
+        let (_, report) = load(config(&layout, policy, None));
+        let error = only_error(&report);
+        assert!(matches!(error, LoadError::SignatureMalformed { .. }), "{policy}: {error:?}");
+        assert!(error.to_string().contains("not a usable minisign signature"), "{error}");
+    }
+}
+
+#[test]
+fn a_library_that_differs_from_the_bundle_checksum_file_is_refused() {
+    let layout = Layout::new();
+    let dir = layout.add_example("greeter");
+    let wrong = "0".repeat(64);
+    fs::write(dir.join(CHECKSUM_FILE), format!("{wrong}  {}\n", library_file("greeter"))).unwrap();
+    let (_, report) = load(layout.config());
+    let error = only_error(&report);
+    let LoadError::HashMismatch { expected, found, expected_by, .. } = error else { panic!("{error:?}") };
+    assert_eq!(expected, &wrong);
+    assert_eq!(found, &sha256_hex(&fs::read(greeter_library(&dir)).unwrap()));
+    assert!(expected_by.ends_with(CHECKSUM_FILE), "{expected_by}");
+    // A checksum file that does not list the library is refused too.
+    fs::write(dir.join(CHECKSUM_FILE), format!("{wrong}  other.so\n")).unwrap();
+    let (_, report) = load(layout.config());
+    let error = only_error(&report);
+    assert!(matches!(error, LoadError::ChecksumFile { .. }), "{error:?}");
+    assert!(error.to_string().contains("does not list the library libgreeter.so"), "{error}");
+    // The right digest loads.
+    let right = sha256_hex(&fs::read(greeter_library(&dir)).unwrap());
+    fs::write(dir.join(CHECKSUM_FILE), format!("{right}  {}\n", library_file("greeter"))).unwrap();
+    assert!(load(layout.config()).1.failures.is_empty());
+}
+
+#[test]
+fn an_older_version_than_one_accepted_is_refused_unless_its_manifest_pins_it() {
+    let layout = Layout::new();
+    let dir = layout.add_example("greeter");
+    let (_, report) = load(layout.config());
+    assert_eq!(report.loaded.len(), 1);
+    let record = fs::read_to_string(layout.data().join(ACCEPTED_VERSIONS_FILE)).unwrap();
+    assert!(record.contains("greeter = \"1.0.0\""), "{record}");
+    // A host that once accepted greeter 1.2.0 (as the record says) refuses 1.0.0.
+    fs::write(layout.data().join(ACCEPTED_VERSIONS_FILE), record.replace("1.0.0", "1.2.0")).unwrap();
+    let (_, report) = load(layout.config());
+    let error = only_error(&report);
+    let LoadError::Downgrade { version, highest, .. } = error else { panic!("expected Downgrade: {error:?}") };
+    assert_eq!((version.as_str(), highest.as_str()), ("1.0.0", "1.2.0"));
+    assert!(error.to_string().contains("add pin = \"1.0.0\" to the manifest"), "{error}");
+    // A pin naming another version does not help, and says so.
+    let manifest = dir.join("greeter.toml");
+    let text = fs::read_to_string(&manifest).unwrap();
+    fs::write(&manifest, text.replace("api = ", "pin = \"1.1.0\"\napi = ")).unwrap();
+    let (_, report) = load(layout.config());
+    assert!(only_error(&report).to_string().contains("the manifest pins 1.1.0, not 1.0.0"));
+    fs::write(&manifest, text.replace("api = ", "pin = \"1.0.0\"\napi = ")).unwrap();
+    let (_, report) = load(layout.config());
+    assert_eq!(report.loaded.len(), 1, "{:?}", report.failures);
+    // The pinned roll-back does not lower what was accepted.
+    let record = fs::read_to_string(layout.data().join(ACCEPTED_VERSIONS_FILE)).unwrap();
+    assert!(record.contains("greeter = \"1.2.0\""), "{record}");
+}
+
+#[cfg(unix)]
+#[test]
+fn files_and_directories_others_can_write_are_refused_with_their_path_and_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let layout = Layout::new();
+    let dir = layout.add_example("greeter");
+    let library = greeter_library(&dir);
+    let chmod = |path: &Path, mode: u32| fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    let cases =
+        [(library.clone(), 0o664, 0o644), (dir.join("greeter.toml"), 0o646, 0o644), (dir.clone(), 0o775, 0o755)];
+    for (path, unsafe_mode, safe_mode) in cases {
+        chmod(&path, unsafe_mode);
+        let (_, report) = load(layout.config());
+        let error = only_error(&report);
+        let LoadError::UnsafePermissions { path: refused, mode, .. } = error else { panic!("{error:?}") };
+        assert_eq!((refused, *mode), (&path.canonicalize().unwrap(), unsafe_mode));
+        let message = error.to_string();
+        assert!(message.contains(&format!("(mode {unsafe_mode:04o})")), "{message}");
+        assert!(message.contains("chmod go-w"), "{message}");
+        // The development switch accepts it.
+        let relaxed =
+            HostConfig { trust: TrustConfig { strict_modes: false, ..TrustConfig::default() }, ..layout.config() };
+        assert!(load(relaxed).1.failures.is_empty());
+        chmod(&path, safe_mode);
+    }
+    assert!(load(layout.config()).1.failures.is_empty());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_library_owned_by_another_user_is_refused_when_the_test_can_give_it_away() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let layout = Layout::new();
+    let dir = layout.add_example("greeter");
+    let library = greeter_library(&dir);
+    // Only root can give a file to another user; as any other user this test checks the private dirs only.
+    if std::os::unix::fs::chown(&library, Some(4242), None).is_ok() {
+        let (_, report) = load(layout.config());
+        let error = only_error(&report);
+        assert!(matches!(error, LoadError::UnsafePermissions { .. }), "{error:?}");
+        assert!(error.to_string().contains("owned by uid 4242"), "{error}");
+    }
+    load(layout.config());
+    for private in [layout.cache(), layout.data()] {
+        assert_eq!(fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o700, "{}", private.display());
+        assert_eq!(fs::metadata(&private).unwrap().uid(), fs::metadata(layout.plugins()).unwrap().uid());
+    }
+}

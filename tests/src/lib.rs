@@ -539,3 +539,64 @@ pub fn example_bundle(plugin: &str, version: &str, library: &Path, key: Option<&
     bundle.write(&path).unwrap();
     path
 }
+
+/// `berth run` as a child process: the test waits for lines of its output, and it is killed if the test
+/// fails before it stops.
+pub struct BerthRun {
+    child: std::process::Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    deadline: Instant,
+}
+
+impl BerthRun {
+    /// Starts `command` (a `berth ... run ...` command) with its standard output captured.
+    pub fn start(mut command: Command) -> BerthRun {
+        use std::io::BufRead;
+        let mut child = command.stdout(std::process::Stdio::piped()).spawn().expect("berth runs");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, lines) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(90);
+        BerthRun { child, lines, seen: Vec::new(), reader: Some(reader), deadline }
+    }
+
+    /// Waits (until the run's overall deadline) for a line `wanted` accepts, and returns it.
+    pub fn wait_line(&mut self, wanted: impl Fn(&str) -> bool) -> String {
+        loop {
+            match self.lines.recv_timeout(self.deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("berth run did not print the expected line; it printed:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Stops it as ops would (SIGTERM), checks that it exits 0, and returns the lines it printed since the
+    /// last one waited for.
+    pub fn stop(mut self) -> Vec<String> {
+        let kill = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(kill.success());
+        assert!(self.child.wait().unwrap().success(), "berth run exits 0 on SIGTERM");
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        self.lines.try_iter().collect()
+    }
+}
+
+impl Drop for BerthRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -2,13 +2,10 @@
 //! --verbose), call, info (plugin and file), run (live reload, SIGTERM), and where plugin directories come
 //! from.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-use berth_tests::{ApiVariant, Layout, Reloadable, berth_bin, install_atomically, library, library_file};
+use berth_tests::{ApiVariant, BerthRun, Layout, Reloadable, berth_bin, install_atomically, library, library_file};
 use serde_json::Value;
 
 fn berth(layout: &Layout, args: &[&str]) -> Output {
@@ -160,56 +157,18 @@ fn run_serves_and_reloads_live_then_stops_on_sigterm_dependents_first() {
     layout.add_example("greeter");
     let config = layout.plugins().with_file_name("berth.toml");
     std::fs::write(&config, "[reload]\ndebounce_ms = 50\n").unwrap();
-    let mut child = layout
-        .berth()
-        .args(["--config", &config.to_string_lossy(), "run", "--call", "reloadable mark null", "--every", "20ms"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("berth runs");
-    let stdout = child.stdout.take().unwrap();
-    let mut child = KillOnDrop(child);
-    let (sender, lines) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let _ = sender.send(line.unwrap());
-        }
-    });
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut wait_line = |wanted: &dyn Fn(&str) -> bool| loop {
-        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) => {
-                seen.push(line.clone());
-                if wanted(&line) {
-                    return;
-                }
-            }
-            Err(_) => panic!("berth run did not print the expected line; it printed:\n{}", seen.join("\n")),
-        }
-    };
-    wait_line(&|l| l.starts_with("berth: serving, watching"));
-    wait_line(&|l| l == "call reloadable mark: \"one\"");
+    let mut command = layout.berth();
+    command.args(["--config", &config.to_string_lossy(), "run", "--call", "reloadable mark null", "--every", "20ms"]);
+    let mut run = BerthRun::start(command);
+    run.wait_line(|l| l.starts_with("berth: serving, watching"));
+    run.wait_line(|l| l == "call reloadable mark: \"one\"");
     install_atomically(&dir.join(library_file("reloadable")), &two);
-    wait_line(&|l| l == "event: reloadable: reloaded 1.0.0 (generation 1) -> 1.0.0 (generation 2)");
-    wait_line(&|l| l == "call reloadable mark: \"two\"");
-    let kill = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
-    assert!(kill.success());
-    assert!(child.0.wait().unwrap().success(), "berth run exits 0 on SIGTERM");
-    reader.join().unwrap();
-    let rest: Vec<String> = lines.try_iter().collect();
+    run.wait_line(|l| l == "event: reloadable: reloaded 1.0.0 (generation 1) -> 1.0.0 (generation 2)");
+    run.wait_line(|l| l == "call reloadable mark: \"two\"");
+    let rest = run.stop();
     let position = |wanted: &str| rest.iter().position(|l| l.starts_with(wanted));
     let (reloadable, greeter) = (position("event: reloadable: shut down"), position("event: greeter: shut down"));
     assert!(reloadable.is_some() && greeter.is_some(), "{rest:?}");
     assert!(reloadable < greeter, "the last loaded shuts down first: {rest:?}");
     assert_eq!(rest.last().map(String::as_str), Some("berth: stopped"), "{rest:?}");
-}
-
-/// A child process that is killed if the test fails before it exits.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

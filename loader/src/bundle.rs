@@ -47,7 +47,7 @@ impl Bundle {
         files.insert(library_name.to_owned(), library);
         let mut bundle = Bundle { name, files };
         bundle.files.insert(CHECKSUM_FILE.to_owned(), bundle.checksums().into_bytes());
-        bundle.check()?;
+        bundle.check(Path::new(&format!("{}.tar.gz", bundle.name)))?;
         Ok(bundle)
     }
 
@@ -133,7 +133,8 @@ impl Bundle {
             let parts: Vec<&str> = entry_path.trim_end_matches('/').split('/').collect();
             let top = parts[0].to_owned();
             if name.get_or_insert_with(|| top.clone()) != &top {
-                return Err(format(format!("it holds more than one directory ({top:?} and {name:?})")));
+                let first = name.as_deref().unwrap_or_default();
+                return Err(format(format!("it holds more than one directory ({first:?} and {top:?})")));
             }
             let kind = entry.header().entry_type();
             match (parts.as_slice(), kind) {
@@ -165,17 +166,14 @@ impl Bundle {
             }
         }
         let bundle = Bundle { name, files };
-        bundle.check().map_err(|error| match error {
-            BundleError::Format { reason, .. } => format(reason),
-            other => other,
-        })?;
+        bundle.check(path)?;
         Ok(bundle)
     }
 
     /// Every file but the checksums and the signature is listed in `SHA256SUMS` with its digest, and the
     /// manifest names this plugin.
-    fn check(&self) -> Result<(), BundleError> {
-        let format = |reason: String| BundleError::Format { path: PathBuf::from(self.name.as_str()), reason };
+    fn check(&self, path: &Path) -> Result<(), BundleError> {
+        let format = |reason: String| BundleError::Format { path: path.to_owned(), reason };
         let text = String::from_utf8_lossy(&self.files[CHECKSUM_FILE]);
         let sums = parse_checksums(&text).map_err(|e| format(format!("{CHECKSUM_FILE}: {e}")))?;
         for (file, bytes) in self.files.iter().filter(|(name, _)| !is_unsummed(name)) {
@@ -183,7 +181,12 @@ impl Bundle {
             match sums.get(file) {
                 None => return Err(format(format!("{CHECKSUM_FILE} does not list {file}"))),
                 Some(expected) if *expected != found => {
-                    return Err(BundleError::Checksum { file: file.clone(), expected: expected.clone(), found });
+                    return Err(BundleError::Checksum {
+                        path: path.to_owned(),
+                        file: file.clone(),
+                        expected: expected.clone(),
+                        found,
+                    });
                 }
                 Some(_) => {}
             }
@@ -222,11 +225,14 @@ impl Bundle {
         crate::trust::write_atomically(path, &bytes)
     }
 
-    /// Writes the files into `dir` (which must exist), each synced to disk.
+    /// Writes the files into `dir` (which must exist), each synced to disk, with mode 0644 whatever the
+    /// umask (a group-writable file would be refused by the permission checks).
     pub(crate) fn unpack_into(&self, dir: &Path) -> io::Result<()> {
         for (name, bytes) in &self.files {
             let mut file = File::create_new(dir.join(name))?;
             file.write_all(bytes)?;
+            #[cfg(unix)]
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
             file.sync_all()?;
         }
         Ok(())

@@ -54,7 +54,7 @@ impl Default for ReloadConfig {
 
 impl Default for HostConfig {
     /// Plugin directories from `BERTH_PLUGIN_PATH`, else `./plugins`; the cache in the user's cache directory
-    /// (`$XDG_CACHE_HOME/berth`, `~/Library/Caches/berth`, `%LOCALAPPDATA%\berth`), the data directory in
+    /// (`$XDG_CACHE_HOME/berth`, `~/Library/Caches/berth`, `%LOCALAPPDATA%\berth\cache`), the data directory in
     /// the user's local data directory (`$XDG_DATA_HOME/berth`, `~/Library/Application Support/berth`,
     /// `%LOCALAPPDATA%\berth\data`); trust policy `warn`, no trusted keys, strict permission checks.
     fn default() -> Self {
@@ -72,13 +72,15 @@ impl Default for HostConfig {
     }
 }
 
+// On Windows the cache and the local data directory are the same folder (%LOCALAPPDATA%): the two get
+// sub-folders, so that clearing the cache never takes the accepted-versions record with it.
 fn default_cache_dir() -> PathBuf {
-    dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("berth")
+    let cache = dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("berth");
+    if cfg!(windows) { cache.join("cache") } else { cache }
 }
 
 fn default_data_dir() -> PathBuf {
     let local = dirs::data_local_dir().unwrap_or_else(std::env::temp_dir).join("berth");
-    // On Windows the cache and the local data directory are the same folder.
     if cfg!(windows) { local.join("data") } else { local }
 }
 

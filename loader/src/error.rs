@@ -429,9 +429,12 @@ pub enum BundleError {
     },
     /// A file's digest differs from the one `SHA256SUMS` gives.
     #[error(
-        "{file}: sha256 mismatch: SHA256SUMS expects {expected}, the bundle holds {found}; the bundle was damaged or altered, download it again"
+        "{}: {file}: sha256 mismatch: SHA256SUMS expects {expected}, the bundle holds {found}; the bundle was damaged or altered, download it again",
+        path.display()
     )]
     Checksum {
+        /// The bundle.
+        path: PathBuf,
         /// The file in the bundle.
         file: String,
         /// The digest `SHA256SUMS` gives.

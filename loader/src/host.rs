@@ -11,7 +11,7 @@ use crate::error::{CallError, HostError, LoadError};
 use crate::load;
 use crate::manifest::Manifest;
 use crate::reconcile::{Inner, LoadReport, Scope};
-use crate::registry::{Event, PluginHandle, PluginStatus, Retired};
+use crate::registry::{Event, PluginHandle, PluginState, PluginStatus, Retired};
 use crate::trust::AcceptedVersions;
 use crate::verify::{PrivateCache, check_binary, sha256_hex};
 use crate::watch::Watcher;
@@ -65,7 +65,7 @@ impl Host {
     /// Whether each plugin the host knows would load on a host built against plugin-api `version` (to plan a
     /// host upgrade): its manifest's `api` requirement must accept `version`, and the plugin-api its library
     /// was built against must share `version`'s major (the frozen-core rule). Plugins not serving here
-    /// cannot be judged: their verdict is the reason they fail here.
+    /// cannot be judged: their verdict is the reason they fail here. Disabled plugins are left out.
     pub fn would_load_on(&self, version: &semver::Version) -> Vec<(PluginStatus, Result<(), String>)> {
         let verdict = |status: &PluginStatus| -> Result<(), String> {
             let Some(library) = &status.library else {
@@ -85,11 +85,11 @@ impl Host {
                 )
             })
         };
-        self.plugins()
-            .into_iter()
+        let judged = self.plugins().into_iter().filter(|status| status.state != PluginState::Disabled);
+        judged
             .map(|status| {
-                let v = verdict(&status);
-                (status, v)
+                let verdict = verdict(&status);
+                (status, verdict)
             })
             .collect()
     }

@@ -76,6 +76,16 @@ pub enum InstallError {
         /// The bundle's version.
         version: Version,
     },
+    /// The bundle is older than a version the host has accepted.
+    #[error("this host has accepted {highest} (recorded in {}) and the bundle holds the older {version}; to roll back on purpose, install with --pin (it sets pin = \"{version}\" in the manifest)", record.display())]
+    Accepted {
+        /// The accepted-versions file.
+        record: PathBuf,
+        /// The highest version accepted.
+        highest: Version,
+        /// The bundle's version.
+        version: Version,
+    },
     /// No installed plugin has that name.
     #[error("no plugin named {name:?} is installed in {dirs}; `berth list` shows the plugins")]
     UnknownPlugin {
@@ -107,7 +117,7 @@ pub fn verify_bundle(path: &Path, config: &HostConfig) -> Result<Verification, I
     let bundle = Bundle::read(path)?;
     let temp = tempfile::Builder::new().prefix("berth-verify-").tempdir().map_err(io_error(path))?;
     let dir = temp.path().join(bundle.name().as_str());
-    fs::create_dir(&dir).and_then(|()| bundle.unpack_into(&dir)).map_err(io_error(&dir))?;
+    unpack(&bundle, &dir)?;
     verify_manifest(&dir.join(format!("{}.toml", bundle.name())), config)
 }
 
@@ -147,18 +157,35 @@ fn verify_manifest(path: &Path, config: &HostConfig) -> Result<Verification, Ins
     })
 }
 
+/// Creates the plugin directory `dir` (mode 0755 whatever the umask) and writes the bundle's files into it.
+fn unpack(bundle: &Bundle, dir: &Path) -> Result<(), InstallError> {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o755);
+    builder.create(dir).and_then(|()| bundle.unpack_into(dir)).map_err(io_error(dir))
+}
+
 /// Installs the bundle at `bundle` into the plugin directory `plugin_dir`, as `<plugin_dir>/<name>/`. With
 /// `pin`, an older version than the one installed or accepted is allowed, and pinned in its manifest.
+/// Installs into the same plugin directory run one at a time (an advisory lock on the directory, on Unix).
 pub fn install(bundle: &Path, plugin_dir: &Path, config: &HostConfig, pin: bool) -> Result<Installed, InstallError> {
     let bundle = Bundle::read(bundle)?;
     let name = bundle.name().clone();
     let version = bundle.version()?;
+    let _one_at_a_time = lock(plugin_dir)?;
     let target = plugin_dir.join(name.as_str());
     let installed_manifest = target.join(format!("{name}.toml"));
     let installed = Manifest::load(&installed_manifest).ok().map(|m| m.version);
     if let Some(installed) = installed.clone().filter(|installed| version < *installed && !pin) {
         return Err(InstallError::Downgrade { manifest: installed_manifest, installed, version });
     }
+    if !pin {
+        let record = AcceptedVersions::open(&config.data_dir)?;
+        if let Some(highest) = record.highest(&name).filter(|highest| version < *highest) {
+            return Err(InstallError::Accepted { record: record.path().to_owned(), highest, version });
+        }
+    }
+    // Under the lock, a staging directory of this plugin can only be left by an install that was interrupted.
     remove_leftovers(plugin_dir, &name);
     let staging = plugin_dir.join(format!(".{name}.install-{}", std::process::id()));
     let result = stage_and_swap(&bundle, &staging, &target, config, pin);
@@ -175,11 +202,7 @@ fn stage_and_swap(
     config: &HostConfig,
     pin: bool,
 ) -> Result<Verification, InstallError> {
-    let mut builder = fs::DirBuilder::new();
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o755);
-    builder.create(staging).map_err(io_error(staging))?;
-    bundle.unpack_into(staging).map_err(io_error(staging))?;
+    unpack(bundle, staging)?;
     let manifest = staging.join(format!("{}.toml", bundle.name()));
     if pin {
         set_pin(&manifest, &bundle.version()?).map_err(|e| InstallError::Refused {
@@ -217,6 +240,16 @@ fn swap_into_place(staging: &Path, target: &Path) -> Result<(), InstallError> {
         fs::rename(staging, target).map_err(io_error(target))?;
         fs::rename(&aside, staging).map_err(io_error(staging))
     }
+}
+
+/// Holds an exclusive advisory lock on `plugin_dir` until dropped (Unix; elsewhere installs are not
+/// serialised).
+fn lock(plugin_dir: &Path) -> Result<fs::File, InstallError> {
+    let dir = fs::File::open(plugin_dir).map_err(io_error(plugin_dir))?;
+    #[cfg(unix)]
+    rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| InstallError::Io { path: plugin_dir.to_owned(), source: e.into() })?;
+    Ok(dir)
 }
 
 /// A fault-injection point for the interrupted-install test: in debug builds, `BERTH_TEST_ABORT_BEFORE_SWAP`

@@ -18,7 +18,7 @@ struct Cli {
     /// A plugin directory (repeatable). Overrides BERTH_PLUGIN_PATH and the config file.
     #[arg(long = "plugin-dir", global = true, value_name = "DIR")]
     plugin_dirs: Vec<PathBuf>,
-    /// A host configuration file (`plugin_dirs`, `cache_dir`, `[reload]`).
+    /// A host configuration file (`plugin_dirs`, `cache_dir`, `data_dir`, `[reload]`, `[trust]`).
     #[arg(long, global = true, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where verified private copies of libraries are kept (mode 0700).
@@ -35,7 +35,7 @@ struct Cli {
     #[arg(long = "trusted-key", global = true, value_name = "KEY")]
     trusted_keys: Vec<String>,
     /// Accept plugin files and directories that group or others can write. For development machines only.
-    #[arg(long, global = true, env = "BERTH_INSECURE_PERMISSIONS")]
+    #[arg(long, global = true, env = "BERTH_INSECURE_PERMISSIONS", value_parser = clap::builder::FalseyValueParser::new())]
     insecure_permissions: bool,
     /// Log level of the host's own log on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, env = "BERTH_LOG", default_value = "error")]
@@ -151,7 +151,11 @@ fn host_config(cli: &Cli) -> Result<HostConfig, String> {
         config.trust.policy = policy;
     }
     for key in &cli.trusted_keys {
-        let parsed = TrustedKey::parse(key).or_else(|_| TrustedKey::from_file(Path::new(key)));
+        // A file, unless it is the RW... line itself.
+        let parsed = match Path::new(key).exists() {
+            true => TrustedKey::from_file(Path::new(key)),
+            false => TrustedKey::parse(key),
+        };
         config.trust.keys.push(parsed.map_err(|e| format!("--trusted-key {key}: {e}"))?);
     }
     if cli.insecure_permissions {
@@ -212,7 +216,7 @@ fn verify(config: &HostConfig, target: &str) -> Result<ExitCode, String> {
         install::verify_installed(target, config)
     };
     print_verification(&verification.map_err(|e| e.to_string())?);
-    println!("verified: a host with this configuration would load it");
+    println!("verified: it passes every check a host with this configuration makes before it creates the plugin");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -395,19 +399,17 @@ fn check(host: &Host, report: &LoadReport, verbose: bool, host_api: Option<&semv
             print_details(failure);
         }
     }
+    let mut refused = 0;
     if let Some(version) = host_api {
         let verdicts = host.would_load_on(version);
-        let refused = verdicts.iter().filter(|(_, verdict)| verdict.is_err()).count();
         for (status, verdict) in &verdicts {
             match verdict {
                 Ok(()) => println!("ok   {} {} would load on plugin-api {version}", status.name, status.version),
                 Err(reason) => println!("FAIL {} {} on plugin-api {version}: {reason}", status.name, status.version),
             }
         }
+        refused = verdicts.iter().filter(|(_, verdict)| verdict.is_err()).count();
         println!("{} of {} plugin(s) would load on plugin-api {version}", verdicts.len() - refused, verdicts.len());
-        if refused > 0 {
-            return ExitCode::FAILURE;
-        }
     }
     let total = report.loaded.len() + report.disabled.len() + report.failures.len();
     println!(
@@ -417,7 +419,7 @@ fn check(host: &Host, report: &LoadReport, verbose: bool, host_api: Option<&semv
         report.disabled.len(),
         report.failures.len()
     );
-    if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if report.failures.is_empty() && refused == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 fn print_details(failure: &LoadFailure) {

@@ -28,7 +28,7 @@ use crate::logbridge;
 use crate::manifest::{Manifest, PluginName};
 use crate::registry::{Applied, Generation, PluginState, Registry};
 use crate::trust::{AcceptedVersions, Trust};
-use crate::verify::{FileStamp, PrivateCache, Verified, library_path, verify_library};
+use crate::verify::{FileStamp, PrivateCache, Verified, verify_library};
 
 /// What a load or a rescan did.
 #[derive(Debug, Default)]
@@ -495,9 +495,9 @@ impl Inner {
     }
 }
 
-/// The stamp of the library `manifest` names, if it exists.
+/// The stamp of the library `manifest` names (with its trust files), if it exists.
 fn library_stamp(manifest: &Manifest) -> Option<FileStamp> {
-    library_path(manifest).ok().and_then(|path| FileStamp::of(&path))
+    FileStamp::of_library(manifest)
 }
 
 /// Whether two manifests of a plugin load the same library the same way: everything but `[config]`,

@@ -31,7 +31,7 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{HostError, LoadError};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, PluginName};
 
 /// The target triple this host was built for; a signature must name it.
 pub const HOST_TARGET: &str = env!("BERTH_HOST_TARGET");
@@ -130,7 +130,7 @@ impl TrustedKey {
         let line = line.ok_or("it is empty")?;
         let key =
             minisign_verify::PublicKey::from_base64(line).map_err(|e| format!("not a minisign public key ({e})"))?;
-        let id = key_id(line).ok_or("not a minisign public key")?;
+        let id = key_id_of_line(line).ok_or("not a minisign public key")?;
         Ok(TrustedKey { id, key })
     }
 
@@ -140,18 +140,22 @@ impl TrustedKey {
         TrustedKey::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// The key id as minisign prints it (16 hex digits).
+    /// The key id as minisign prints it (uppercase hex, up to 16 digits).
     pub fn id(&self) -> &str {
         &self.id
     }
 }
 
-/// The key id in a minisign public key or signature line (algorithm, then the 8-byte id, little-endian),
-/// printed the way minisign prints it.
-fn key_id(base64_line: &str) -> Option<String> {
+/// A minisign key id (the 8 bytes stored little-endian in keys and signatures) as minisign prints it:
+/// uppercase hex, without leading zeros.
+pub fn key_id(keynum: [u8; 8]) -> String {
+    format!("{:X}", u64::from_le_bytes(keynum))
+}
+
+/// The key id in a minisign public key or signature line (two algorithm bytes, then the key id).
+fn key_id_of_line(base64_line: &str) -> Option<String> {
     let bytes = Base64::decode_to_vec(base64_line.trim(), None).ok()?;
-    let id: [u8; 8] = bytes.get(2..10)?.try_into().ok()?;
-    Some(format!("{:016X}", u64::from_le_bytes(id)))
+    Some(key_id(bytes.get(2..10)?.try_into().ok()?))
 }
 
 /// How far a loaded library is trusted.
@@ -206,7 +210,7 @@ pub(crate) fn check_signature(
     };
     let malformed = |reason: String| LoadError::SignatureMalformed { path: path.clone(), reason };
     let signature = minisign_verify::Signature::decode(&text).map_err(|e| malformed(e.to_string()))?;
-    let id = text.lines().nth(1).and_then(key_id).ok_or_else(|| malformed("no key id".to_owned()))?;
+    let id = text.lines().nth(1).and_then(key_id_of_line).ok_or_else(|| malformed("no key id".to_owned()))?;
     let Some(key) = config.keys.iter().find(|key| key.id == id) else {
         return match config.policy {
             TrustPolicy::Enforce => Err(LoadError::UnknownKey { path, key: id, trusted: config.keys.len() }),
@@ -353,6 +357,16 @@ impl AcceptedVersions {
         let path = data_dir.join(ACCEPTED_VERSIONS_FILE);
         let versions = read_accepted(&path).map_err(error)?;
         Ok(AcceptedVersions { path, versions: Mutex::new(versions) })
+    }
+
+    /// The highest version of `name` accepted so far.
+    pub(crate) fn highest(&self, name: &PluginName) -> Option<Version> {
+        self.versions.lock().unwrap_or_else(|e| e.into_inner()).get(name.as_str()).cloned()
+    }
+
+    /// The record's file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Refuses a version older than the highest accepted one, unless the manifest pins it.

@@ -38,13 +38,37 @@ pub(crate) struct Verified {
     pub trust: Trust,
 }
 
-/// What tells a file's versions apart without reading it: size, modification time and, on Unix, device and
-/// inode (a rename-replace changes the inode, a copy over the file its time and size).
+/// What tells a file's versions apart without reading it: size, modification time and, on Unix, the inode
+/// change time (a `chmod` or `chown` changes it), device and inode (a rename-replace changes the inode, a
+/// copy over the file its time and size).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FileStamp {
+struct Meta {
     len: u64,
     modified: Option<SystemTime>,
+    changed: (i64, i64),
     id: (u64, u64),
+}
+
+impl Meta {
+    fn of(metadata: &fs::Metadata) -> Meta {
+        #[cfg(unix)]
+        let (changed, id) = {
+            use std::os::unix::fs::MetadataExt;
+            ((metadata.ctime(), metadata.ctime_nsec()), (metadata.dev(), metadata.ino()))
+        };
+        #[cfg(not(unix))]
+        let (changed, id) = ((0, 0), (0, 0));
+        Meta { len: metadata.len(), modified: metadata.modified().ok(), changed, id }
+    }
+}
+
+/// A library file's version as the load pipeline sees it: the library's [`Meta`] and, once known, that of
+/// the files beside it the trust checks read (its signature and the bundle's `SHA256SUMS`), so that adding a
+/// signature, fixing a checksum file or a permission counts as a change and a refused plugin is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    library: Meta,
+    trust_files: [Option<Meta>; 2],
 }
 
 impl FileStamp {
@@ -54,25 +78,30 @@ impl FileStamp {
     }
 
     fn from_metadata(metadata: &fs::Metadata) -> FileStamp {
-        #[cfg(unix)]
-        let id = {
-            use std::os::unix::fs::MetadataExt;
-            (metadata.dev(), metadata.ino())
-        };
-        #[cfg(not(unix))]
-        let id = (0, 0);
-        FileStamp { len: metadata.len(), modified: metadata.modified().ok(), id }
+        FileStamp { library: Meta::of(metadata), trust_files: [None; 2] }
     }
 
-    /// How long ago the file was last modified; `Duration::MAX` when unknown or in the future (a clock
+    /// The stamp of `manifest`'s library, with its trust files.
+    pub(crate) fn of_library(manifest: &Manifest) -> Option<FileStamp> {
+        let library = library_path(manifest).ok()?;
+        FileStamp::of(&library).map(|stamp| stamp.with_trust_files(manifest, &library))
+    }
+
+    fn with_trust_files(self, manifest: &Manifest, library: &Path) -> FileStamp {
+        let meta = |path: PathBuf| fs::metadata(path).ok().map(|metadata| Meta::of(&metadata));
+        let trust_files = [meta(trust::signature_path(library)), meta(manifest.dir().join(trust::CHECKSUM_FILE))];
+        FileStamp { trust_files, ..self }
+    }
+
+    /// How long ago the library was last modified; `Duration::MAX` when unknown or in the future (a clock
     /// skew must not make a file look forever fresh).
     pub(crate) fn age(&self) -> Duration {
-        self.modified.and_then(|time| time.elapsed().ok()).unwrap_or(Duration::MAX)
+        self.library.modified.and_then(|time| time.elapsed().ok()).unwrap_or(Duration::MAX)
     }
 
-    /// The file's size in bytes.
+    /// The library's size in bytes.
     pub(crate) fn len(&self) -> u64 {
-        self.len
+        self.library.len
     }
 }
 
@@ -121,9 +150,10 @@ pub(crate) fn verify_library(manifest: &Manifest, config: &TrustConfig) -> Resul
     file.read_to_end(&mut bytes).map_err(io_error(&source))?;
     let stamp = FileStamp::from_metadata(&before);
     // A writer still at work shows as a different size, time or inode after the read than before it.
-    if FileStamp::of(&source) != Some(stamp) || bytes.len() as u64 != stamp.len {
+    if FileStamp::of(&source) != Some(stamp) || bytes.len() as u64 != stamp.len() {
         return Err(LoadError::Unstable { path: source });
     }
+    let stamp = stamp.with_trust_files(manifest, &joined);
     check_binary(&source, &bytes)?;
     let sha256 = sha256_hex(&bytes);
     if let Some(expected) = &entry.sha256 {

@@ -167,7 +167,7 @@ fn verify_checks_a_bundle_or_an_installed_plugin_as_a_host_would() {
     let out = text(&output);
     assert!(output.status.success(), "{out}");
     assert!(out.contains("plugin:     greeter 1.0.0") && out.contains("signed by trusted key"), "{out}");
-    assert!(out.contains("verified: a host with this configuration would load it"), "{out}");
+    assert!(out.contains("verified: it passes every check a host with this configuration makes"), "{out}");
 
     layout.add_example("quota");
     let output = berth(&layout, &flags, &["verify", "quota"]);

@@ -3,10 +3,11 @@
 
 use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
 use berth::trust::{ACCEPTED_VERSIONS_FILE, CHECKSUM_FILE, signature_path};
-use berth::{Host, HostConfig, LoadError, LoadReport, Trust, TrustConfig, TrustPolicy};
-use berth_tests::{Layout, SigningKey, library_file, sha256_hex, statement_for};
+use berth::{EventKind, Host, HostConfig, LoadError, LoadReport, Trust, TrustConfig, TrustPolicy};
+use berth_tests::{Layout, SigningKey, library_file, sha256_hex, statement_for, wait_for};
 
 const POLICIES: [TrustPolicy; 3] = [TrustPolicy::Enforce, TrustPolicy::Warn, TrustPolicy::Off];
 
@@ -244,4 +245,21 @@ fn a_library_owned_by_another_user_is_refused_when_the_test_can_give_it_away() {
         assert_eq!(fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o700, "{}", private.display());
         assert_eq!(fs::metadata(&private).unwrap().uid(), fs::metadata(layout.plugins()).unwrap().uid());
     }
+}
+
+#[test]
+fn a_watching_host_loads_a_refused_plugin_once_its_signature_is_installed_beside_it() {
+    let layout = Layout::new();
+    let dir = layout.add_example("greeter");
+    let key = SigningKey::generate();
+    let trust = TrustConfig { policy: TrustPolicy::Enforce, keys: vec![key.trusted()], strict_modes: true };
+    let host = Host::new(HostConfig { trust, ..layout.watch_config() }).unwrap();
+    let events = host.subscribe();
+    assert!(matches!(only_error(&host.load_all()), LoadError::Unsigned { .. }));
+    let _watcher = host.watch().unwrap();
+    // Only the signature appears: the library and the manifest are untouched.
+    key.sign_library(&greeter_library(&dir), "greeter", "1.0.0");
+    let loaded = wait_for(&events, Duration::from_secs(20), |e| e.kind == EventKind::Loaded);
+    assert!(loaded.detail.contains("signed by trusted key"), "{loaded}");
+    assert_eq!(trust_of(&host, "greeter"), Trust::Signed { key: key.trusted().id().to_owned() });
 }

@@ -63,11 +63,7 @@ pub fn demo() -> Result<(), String> {
     let cli = |args: &[&str]| -> Result<bool, String> {
         let shown: Vec<&str> = args.iter().map(|a| if a.len() > 60 { "..." } else { a }).collect();
         println!("\n$ berth {}", shown.join(" "));
-        run(Command::new(&berth)
-            .args(["--plugin-dir", &plugins.to_string_lossy(), "--cache-dir", &demo.join("cache").to_string_lossy()])
-            .args(args)
-            .env("WEBHOOK_SECRET", DEMO_WEBHOOK_KEY)
-            .env_remove("BERTH_CONFIG"))
+        run(berth_command(&berth, &plugins, &demo).args(args))
     };
     step("status of every plugin");
     cli(&["list"])?;
@@ -137,11 +133,8 @@ fn live_reload(root: &Path, berth: &Path, plugins: &Path, demo: &Path) -> Result
     step("berth run: serving and calling greeter every 250 ms; greeter 1.1.0 is installed while calls flow");
     let call = r#"greeter greet {"name":"ops"}"#;
     println!("$ berth run --call '{call}' --every 250ms");
-    let child = Command::new(berth)
-        .args(["--plugin-dir", &plugins.to_string_lossy(), "--cache-dir", &demo.join("cache").to_string_lossy()])
+    let child = berth_command(berth, plugins, demo)
         .args(["run", "--call", call, "--every", "250ms"])
-        .env("WEBHOOK_SECRET", DEMO_WEBHOOK_KEY)
-        .env_remove("BERTH_CONFIG")
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start berth run: {e}"))?;
@@ -212,4 +205,17 @@ impl Drop for Running {
 
 fn copy(from: &Path, to: &Path) -> Result<(), String> {
     fs::copy(from, to).map(drop).map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+}
+
+/// The `berth` CLI over the demo's plugins, with its cache and data (accepted versions) inside the demo's
+/// directory, so the demo never touches the user's own, and nothing taken from the environment's config.
+fn berth_command(berth: &Path, plugins: &Path, demo: &Path) -> Command {
+    let mut command = Command::new(berth);
+    command.arg("--plugin-dir").arg(plugins).arg("--cache-dir").arg(demo.join("cache"));
+    command.arg("--data-dir").arg(demo.join("data"));
+    command.env("WEBHOOK_SECRET", DEMO_WEBHOOK_KEY);
+    for variable in ["BERTH_CONFIG", "BERTH_PLUGIN_PATH", "BERTH_TRUST_POLICY", "BERTH_INSECURE_PERMISSIONS"] {
+        command.env_remove(variable);
+    }
+    command
 }

@@ -58,9 +58,9 @@ pub fn keygen(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// A minisign key id as minisign prints it: the 8-byte little-endian number in 16 uppercase hex digits.
+/// A minisign key id as minisign prints it.
 fn key_id(keynum: &[u8]) -> String {
-    keynum.iter().rev().map(|byte| format!("{byte:02X}")).collect()
+    keynum.try_into().map(berth::trust::key_id).unwrap_or_else(|_| hex::encode_upper(keynum))
 }
 
 /// Whether the minisign secret key file `text` holds a password-protected key: one whose key derivation

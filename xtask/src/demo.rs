@@ -1,7 +1,9 @@
-//! `cargo xtask demo`: builds the example plugins and the `berth` CLI, lays the plugins out as ops would (one
-//! directory per plugin: manifest + library) under `target/berth-demo`, then runs the CLI against them: the
-//! status table, a few calls, a refusal with its reason, and a live reload: `berth run` keeps calling greeter
-//! while greeter 1.1.0 (rebuilt with a different answer) is installed, and the output shows the switch.
+//! `cargo xtask demo`: builds the example plugins and the `berth` CLI, makes a publisher's key, lays the
+//! plugins out as ops would (one directory per plugin: manifest, library and its signature) under
+//! `target/berth-demo`, then runs the CLI against them with signatures enforced: the status table, a few
+//! calls, a refusal with its reason, and a live reload: `berth run` keeps calling greeter while greeter 1.1.0
+//! (rebuilt with a different answer, bundled and signed) is installed with `berth install`, and the output
+//! shows the switch.
 #![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader};
@@ -11,13 +13,27 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use std::{env, fs};
 
-use crate::{cargo, library_file, root, run};
+use berth::trust::{HOST_TARGET, signature_path, statement};
+use berth::{Bundle, Manifest};
+
+use crate::keys::{self, SigningKey};
+use crate::{cargo, library_file, root, run, sha256_hex};
 
 /// The example plugins the demo calls: crate name = plugin name = manifest file stem.
 const PLUGINS: [&str; 4] = ["greeter", "quota", "text-filters", "webhook-signer"];
 
 /// A demonstration key for the webhook signer: not a secret, only for the demo.
 const DEMO_WEBHOOK_KEY: &str = "demo-key-not-a-secret-0123456789";
+
+/// Signs `library` for the plugin and version `manifest` gives, on this target: writes `<library>.minisig`.
+fn sign(key: &SigningKey, manifest: &Path, library: &Path) -> Result<(), String> {
+    let text = fs::read_to_string(manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
+    let manifest = Manifest::parse(manifest, &text).map_err(|e| e.to_string())?;
+    let bytes = fs::read(library).map_err(|e| format!("{}: {e}", library.display()))?;
+    let statement = statement(manifest.name.as_str(), &manifest.version, HOST_TARGET, &sha256_hex(&bytes));
+    let signature_file = signature_path(library);
+    fs::write(&signature_file, key.sign(&bytes, &statement)?).map_err(|e| format!("{}: {e}", signature_file.display()))
+}
 
 fn step(title: &str) {
     println!("\n== {title}");
@@ -38,16 +54,22 @@ pub fn demo() -> Result<(), String> {
 
     let demo = target.join("berth-demo");
     let plugins = demo.join("plugins");
-    step(&format!("laying the plugins out as ops would, in {}", plugins.display()));
     if demo.exists() {
         fs::remove_dir_all(&demo).map_err(|e| format!("cannot clear {}: {e}", demo.display()))?;
     }
+    step("a publisher's signing key (the host will only run what it signed)");
+    keys::keygen(&demo.join("keys"))?;
+    let key = SigningKey::load(&demo.join("keys").join(keys::SECRET_KEY_FILE))?;
+    step(&format!("laying the signed plugins out as ops would, in {}", plugins.display()));
     for plugin in PLUGINS {
         let dir = plugins.join(plugin);
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        copy(&root.join("manifests").join(format!("{plugin}.toml")), &dir.join(format!("{plugin}.toml")))?;
-        copy(&target.join("debug").join(library_file(plugin)), &dir.join(library_file(plugin)))?;
-        println!("  {plugin}/  {plugin}.toml  {}", library_file(plugin));
+        let manifest = dir.join(format!("{plugin}.toml"));
+        copy(&root.join("manifests").join(format!("{plugin}.toml")), &manifest)?;
+        let library = dir.join(library_file(plugin));
+        copy(&target.join("debug").join(library_file(plugin)), &library)?;
+        sign(&key, &manifest, &library)?;
+        println!("  {plugin}/  {plugin}.toml  {0}  {0}.minisig", library_file(plugin));
     }
     // One plugin an operator copied badly: half of the library's bytes. Berth refuses it before opening it.
     let broken = plugins.join("broken-copy");
@@ -86,7 +108,7 @@ pub fn demo() -> Result<(), String> {
     }
     println!("\n(berth check exited non-zero, as it should: broken-copy is refused, every other plugin still loads)");
     fs::remove_dir_all(&broken).map_err(|e| e.to_string())?;
-    live_reload(&root, &berth, &plugins, &demo)
+    live_reload(&root, &berth, &plugins, &demo, &key)
 }
 
 /// Greeter 1.1.0: the example's source with a new version and a different answer, built in the fixtures'
@@ -120,16 +142,29 @@ fn build_greeter_release(root: &Path, demo: &Path) -> Result<PathBuf, String> {
     Ok(library)
 }
 
-/// Replaces `target` as an installer should: write a temporary file beside it, then rename it over.
-fn install(bytes: &[u8], target: &Path) -> Result<(), String> {
-    let temp = target.with_file_name(format!(".{}.tmp", target.file_name().unwrap_or_default().to_string_lossy()));
-    fs::write(&temp, bytes).and_then(|()| fs::rename(&temp, target)).map_err(|e| format!("{}: {e}", target.display()))
+/// A signed bundle of greeter 1.1.0 (its manifest with the new version), as `cargo xtask bundle --key` makes
+/// one, in `<demo>/bundles`.
+fn signed_bundle(root: &Path, library: &Path, key: &SigningKey, demo: &Path) -> Result<PathBuf, String> {
+    let manifest = fs::read_to_string(root.join("manifests/greeter.toml")).map_err(|e| e.to_string())?;
+    let manifest = manifest.replace("version = \"1.0.0\"", "version = \"1.1.0\"");
+    let bytes = fs::read(library).map_err(|e| format!("{}: {e}", library.display()))?;
+    let version = semver::Version::new(1, 1, 0);
+    let statement = statement("greeter", &version, HOST_TARGET, &sha256_hex(&bytes));
+    let signature = key.sign(&bytes, &statement)?;
+    let bundle = Bundle::new(&manifest, &library_file("greeter"), bytes).and_then(|b| b.with_signature(signature));
+    let bundle = bundle.map_err(|e| e.to_string())?;
+    let dir = demo.join("bundles");
+    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let path = dir.join(bundle.file_name(HOST_TARGET).map_err(|e| e.to_string())?);
+    bundle.write(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// `berth run` calls greeter every 250 ms while greeter 1.1.0 is installed next to it.
-fn live_reload(root: &Path, berth: &Path, plugins: &Path, demo: &Path) -> Result<(), String> {
-    step("live reload: building greeter 1.1.0 (same plugin, a different answer)");
+fn live_reload(root: &Path, berth: &Path, plugins: &Path, demo: &Path, key: &SigningKey) -> Result<(), String> {
+    step("live reload: building greeter 1.1.0 (same plugin, a different answer), bundled and signed");
     let release = build_greeter_release(root, demo)?;
+    let bundle = signed_bundle(root, &release, key, demo)?;
     step("berth run: serving and calling greeter every 250 ms; greeter 1.1.0 is installed while calls flow");
     let call = r#"greeter greet {"name":"ops"}"#;
     println!("$ berth run --call '{call}' --every 250ms");
@@ -162,14 +197,13 @@ fn live_reload(root: &Path, berth: &Path, plugins: &Path, demo: &Path) -> Result
         Ok(())
     };
     wait("greeter 1.0.0 answering", &|l| l.starts_with("call greeter greet: \"Hello, ops!\""), 3)?;
-    println!(
-        "\n  (installing greeter 1.1.0 now: the library, then the manifest's version, each written and renamed)\n"
-    );
-    let greeter = plugins.join("greeter");
-    let library = fs::read(&release).map_err(|e| e.to_string())?;
-    install(&library, &greeter.join(library_file("greeter")))?;
-    let manifest = fs::read_to_string(greeter.join("greeter.toml")).map_err(|e| e.to_string())?;
-    install(manifest.replace("version = \"1.0.0\"", "version = \"1.1.0\"").as_bytes(), &greeter.join("greeter.toml"))?;
+    println!("\n$ berth install {}", bundle.display());
+    let installed = berth_command(berth, plugins, demo).arg("install").arg(&bundle).output();
+    let installed = installed.map_err(|e| format!("cannot run berth install: {e}"))?;
+    print!("{}{}", String::from_utf8_lossy(&installed.stdout), String::from_utf8_lossy(&installed.stderr));
+    if !installed.status.success() {
+        return Err("berth install refused the signed bundle of greeter 1.1.0".to_owned());
+    }
     wait("the reload", &|l| l.contains("greeter: reloaded 1.0.0 (generation 1) -> 1.1.0 (generation 2)"), 1)?;
     wait("greeter 1.1.0 answering", &|l| l.contains("(greeter 1.1.0, hot-reloaded)"), 3)?;
     stop(&mut child.0)?;
@@ -208,11 +242,13 @@ fn copy(from: &Path, to: &Path) -> Result<(), String> {
 }
 
 /// The `berth` CLI over the demo's plugins, with its cache and data (accepted versions) inside the demo's
-/// directory, so the demo never touches the user's own, and nothing taken from the environment's config.
+/// directory, so the demo never touches the user's own; signatures enforced with the demo publisher's key;
+/// nothing taken from the environment's config.
 fn berth_command(berth: &Path, plugins: &Path, demo: &Path) -> Command {
     let mut command = Command::new(berth);
     command.arg("--plugin-dir").arg(plugins).arg("--cache-dir").arg(demo.join("cache"));
     command.arg("--data-dir").arg(demo.join("data"));
+    command.args(["--trust-policy", "enforce", "--trusted-key"]).arg(demo.join("keys").join(keys::PUBLIC_KEY_FILE));
     command.env("WEBHOOK_SECRET", DEMO_WEBHOOK_KEY);
     for variable in ["BERTH_CONFIG", "BERTH_PLUGIN_PATH", "BERTH_TRUST_POLICY", "BERTH_INSECURE_PERMISSIONS"] {
         command.env_remove(variable);

@@ -14,9 +14,9 @@ use minisign::{ErrorKind, KeyPair, PublicKey, SecretKey, SignatureBox};
 use crate::write_new;
 
 /// The secret key's file name in the directory `keygen` writes to.
-const SECRET_KEY_FILE: &str = "berth.key";
+pub(crate) const SECRET_KEY_FILE: &str = "berth.key";
 /// The public key's file name beside it.
-const PUBLIC_KEY_FILE: &str = "berth.pub";
+pub(crate) const PUBLIC_KEY_FILE: &str = "berth.pub";
 /// The environment variable that holds the password of a password-protected secret key, for CI; without it
 /// the password is asked for on the terminal.
 const PASSWORD_ENV: &str = "BERTH_KEY_PASSWORD";

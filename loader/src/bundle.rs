@@ -42,6 +42,12 @@ impl Bundle {
     pub fn new(manifest: &str, library_name: &str, library: Vec<u8>) -> Result<Bundle, BundleError> {
         let parsed = Manifest::parse(Path::new("manifest.toml"), manifest)?;
         let name = parsed.name.clone();
+        if !valid_file_name(library_name) || library_name.contains('/') {
+            return Err(BundleError::Format {
+                path: PathBuf::from(format!("{name}.tar.gz")),
+                reason: format!("the library {library_name:?} must be a plain file name beside the manifest"),
+            });
+        }
         let mut files = BTreeMap::new();
         files.insert(format!("{name}.toml"), manifest.as_bytes().to_vec());
         files.insert(library_name.to_owned(), library);

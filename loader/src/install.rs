@@ -18,8 +18,8 @@ use crate::config::HostConfig;
 use crate::discover::discover;
 use crate::error::{BundleError, HostError, LoadError, ManifestError};
 use crate::load::{self, LibraryInfo, check_api_requirement, check_metadata};
-use crate::manifest::{Manifest, PluginName, set_pin};
-use crate::trust::{AcceptedVersions, Trust};
+use crate::manifest::{Manifest, PluginName, carry_over, set_pin};
+use crate::trust::{AcceptedVersions, Trust, sync_dir};
 use crate::verify::{PrivateCache, verify_library};
 
 /// What a verification found: everything a host would check, passed.
@@ -35,8 +35,10 @@ pub struct Verification {
     pub sha256: String,
     /// What its signature says.
     pub trust: Trust,
-    /// What the library reports about itself.
-    pub library: LibraryInfo,
+    /// What the library reports about itself, from the ABI checks. `None` when they were not run: verifying
+    /// and installing never run a library that is not signed by a trusted key (opening one runs its
+    /// initialisers); the host makes the same checks when it loads it.
+    pub library: Option<LibraryInfo>,
 }
 
 /// A completed install.
@@ -44,6 +46,8 @@ pub struct Verification {
 pub struct Installed {
     /// What was verified before it was put in place.
     pub verification: Verification,
+    /// The manifest keys ops had set in the installed manifest that were kept (`enabled`, `config`).
+    pub kept: Vec<&'static str>,
     /// The plugin's directory now.
     pub dir: PathBuf,
     /// The version it replaced, if one was installed.
@@ -85,6 +89,22 @@ pub enum InstallError {
         highest: Version,
         /// The bundle's version.
         version: Version,
+    },
+    /// The bundle's manifest pins its version: a roll-back is for ops to decide, not a publisher.
+    #[error(
+        "the bundle's manifest says pin = \"{pinned}\": only ops pin a version; if you mean to roll back to it, install with --pin"
+    )]
+    BundlePin {
+        /// The version pinned.
+        pinned: Version,
+    },
+    /// The plugin is installed under another directory.
+    #[error("this plugin is installed as {}, not in {}; install into that plugin directory (--to), or remove it first", manifest.display(), target.display())]
+    InstalledElsewhere {
+        /// Its installed manifest.
+        manifest: PathBuf,
+        /// Where the bundle would go.
+        target: PathBuf,
     },
     /// No installed plugin has that name.
     #[error("no plugin named {name:?} is installed in {dirs}; `berth list` shows the plugins")]
@@ -136,24 +156,29 @@ pub fn find_manifest(name: &str, config: &HostConfig) -> Result<PathBuf, Install
 }
 
 /// Everything a host checks before a plugin serves, short of creating an instance: the manifest, the `api`
-/// requirement, the accepted versions, the library (permissions, format, digests, signature), and the ABI
-/// checks and metadata of the library opened from a private copy (which runs its initialisers).
+/// requirement, the accepted versions, the library (permissions, format, digests, signature), and, for a
+/// library signed by a trusted key, the ABI checks and metadata of the library opened from a private copy
+/// (which runs its initialisers).
 fn verify_manifest(path: &Path, config: &HostConfig) -> Result<Verification, InstallError> {
     let refused = |error: LoadError| InstallError::Refused { manifest: path.to_owned(), error: Box::new(error) };
     let manifest = Manifest::load(path).map_err(|e| refused(e.into()))?;
     check_api_requirement(&manifest).map_err(refused)?;
     AcceptedVersions::open(&config.data_dir)?.check(&manifest).map_err(refused)?;
     let verified = verify_library(&manifest, &config.trust).map_err(refused)?;
-    let copy = PrivateCache::open(&config.cache_dir)?.store(&verified.sha256, &verified.bytes).map_err(refused)?;
-    let module = load::open(&copy).map_err(refused)?;
-    check_metadata(&manifest, &module.info).map_err(refused)?;
+    let mut library = None;
+    if matches!(verified.trust, Trust::Signed { .. }) {
+        let cache = PrivateCache::open(&config.cache_dir)?;
+        let module = load::open(&cache.store(&verified.sha256, &verified.bytes).map_err(refused)?).map_err(refused)?;
+        check_metadata(&manifest, &module.info).map_err(refused)?;
+        library = Some(module.info);
+    }
     Ok(Verification {
         manifest: path.to_owned(),
         name: manifest.name,
         version: manifest.version,
         sha256: verified.sha256,
         trust: verified.trust,
-        library: module.info,
+        library,
     })
 }
 
@@ -172,8 +197,17 @@ pub fn install(bundle: &Path, plugin_dir: &Path, config: &HostConfig, pin: bool)
     let bundle = Bundle::read(bundle)?;
     let name = bundle.name().clone();
     let version = bundle.version()?;
+    if let Some(pinned) = bundle.manifest()?.pin.filter(|_| !pin) {
+        return Err(InstallError::BundlePin { pinned });
+    }
     let _one_at_a_time = lock(plugin_dir)?;
     let target = plugin_dir.join(name.as_str());
+    if let Ok(elsewhere) = find_manifest(name.as_str(), config) {
+        let same_dir = |dir: &Path| fs::canonicalize(dir).ok();
+        if elsewhere.parent().and_then(same_dir).is_none_or(|dir| Some(dir) != same_dir(&target)) {
+            return Err(InstallError::InstalledElsewhere { manifest: elsewhere, target });
+        }
+    }
     let installed_manifest = target.join(format!("{name}.toml"));
     let installed = Manifest::load(&installed_manifest).ok().map(|m| m.version);
     if let Some(installed) = installed.clone().filter(|installed| version < *installed && !pin) {
@@ -191,8 +225,8 @@ pub fn install(bundle: &Path, plugin_dir: &Path, config: &HostConfig, pin: bool)
     let result = stage_and_swap(&bundle, &staging, &target, config, pin);
     // After a swap the staging path holds the version replaced; after a failure, the unverified one.
     let _ = fs::remove_dir_all(&staging);
-    let verification = result?;
-    Ok(Installed { verification, dir: target, replaced: installed })
+    let (verification, kept) = result?;
+    Ok(Installed { verification, kept, dir: target, replaced: installed })
 }
 
 fn stage_and_swap(
@@ -201,18 +235,21 @@ fn stage_and_swap(
     target: &Path,
     config: &HostConfig,
     pin: bool,
-) -> Result<Verification, InstallError> {
+) -> Result<(Verification, Vec<&'static str>), InstallError> {
     unpack(bundle, staging)?;
     let manifest = staging.join(format!("{}.toml", bundle.name()));
+    let installed = target.join(format!("{}.toml", bundle.name()));
+    let refused = |e: ManifestError| InstallError::Refused { manifest: manifest.clone(), error: Box::new(e.into()) };
+    let kept = if installed.exists() { carry_over(&installed, &manifest).map_err(refused)? } else { Vec::new() };
     if pin {
-        set_pin(&manifest, &bundle.version()?).map_err(|e| InstallError::Refused {
-            manifest: manifest.clone(),
-            error: Box::new(LoadError::Manifest(e)),
-        })?;
+        set_pin(&manifest, &bundle.version()?).map_err(refused)?;
     }
     let verification = verify_manifest(&manifest, config)?;
+    sync_dir(staging).map_err(io_error(staging))?;
     swap_into_place(staging, target)?;
-    Ok(Verification { manifest: target.join(format!("{}.toml", bundle.name())), ..verification })
+    let parent = target.parent().unwrap_or(Path::new("."));
+    sync_dir(parent).map_err(io_error(parent))?;
+    Ok((Verification { manifest: installed, ..verification }, kept))
 }
 
 /// Puts the directory `staging` at `target` in one step. When `target` exists, the two are exchanged
@@ -237,7 +274,11 @@ fn swap_into_place(staging: &Path, target: &Path) -> Result<(), InstallError> {
             std::process::id()
         ));
         fs::rename(target, &aside).map_err(io_error(target))?;
-        fs::rename(staging, target).map_err(io_error(target))?;
+        if let Err(e) = fs::rename(staging, target) {
+            // Put the installed version back; `remove_leftovers` does the same after a crash here.
+            let _ = fs::rename(&aside, target);
+            return Err(InstallError::Io { path: target.to_owned(), source: e });
+        }
         fs::rename(&aside, staging).map_err(io_error(staging))
     }
 }
@@ -260,13 +301,18 @@ fn abort_here_in_tests() {
     }
 }
 
-/// Removes what interrupted installs of `name` left in `plugin_dir` (hidden, so no host ever loaded it).
+/// Cleans up after interrupted installs of `name` in `plugin_dir`: a staging directory (hidden, never
+/// loaded) is removed; a version set aside by a swap that did not finish (off Linux) is put back when the
+/// plugin's directory is missing, else removed.
 fn remove_leftovers(plugin_dir: &Path, name: &PluginName) {
-    let prefixes = [format!(".{name}.install-"), format!(".{name}.old-")];
     let Ok(entries) = fs::read_dir(plugin_dir) else { return };
+    let target = plugin_dir.join(name.as_str());
     for entry in entries.flatten() {
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        if prefixes.iter().any(|prefix| file_name.starts_with(prefix.as_str())) {
+        if file_name.starts_with(&format!(".{name}.old-")) && !target.exists() {
+            let _ = fs::rename(entry.path(), &target);
+        } else if file_name.starts_with(&format!(".{name}.install-")) || file_name.starts_with(&format!(".{name}.old-"))
+        {
             let _ = fs::remove_dir_all(entry.path());
         }
     }

@@ -198,6 +198,9 @@ fn install(config: &HostConfig, bundle: &Path, to: Option<&Path>, pin: bool) -> 
     let dir = to.or(config.plugin_dirs.first().map(PathBuf::as_path)).ok_or("no plugin directory: pass --to DIR")?;
     let installed = install::install(bundle, dir, config, pin).map_err(|e| e.to_string())?;
     print_verification(&installed.verification);
+    for key in &installed.kept {
+        println!("kept:       `{key}` from the manifest installed before");
+    }
     let replaced = installed.replaced.map(|v| format!(", replacing {v}")).unwrap_or_default();
     println!(
         "installed {} {} in {}{replaced}; a running host picks it up now",
@@ -224,7 +227,12 @@ fn print_verification(verification: &Verification) {
     println!("plugin:     {} {}", verification.name, verification.version);
     println!("sha256:     {}", verification.sha256);
     println!("trust:      {}", verification.trust);
-    print_library(&verification.library);
+    match &verification.library {
+        Some(library) => print_library(library),
+        None => println!(
+            "abi:        not checked: berth runs no library that is not signed by a trusted key before a host loads it"
+        ),
+    }
 }
 
 /// `berth enable|disable NAME`.

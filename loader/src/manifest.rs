@@ -199,9 +199,41 @@ pub(crate) fn set_pin(path: &Path, version: &Version) -> Result<bool, ManifestEr
     })
 }
 
+/// Keeps what ops set in an installed manifest when a new version's manifest replaces it: `enabled` and the
+/// `[config]` table are copied from `installed` into `new` (comments and layout of both kept). Returns the
+/// keys copied that differ from what the new manifest said.
+pub(crate) fn carry_over(installed: &Path, new: &Path) -> Result<Vec<&'static str>, ManifestError> {
+    let text = std::fs::read_to_string(installed)
+        .map_err(|source| ManifestError::Read { path: installed.to_owned(), source })?;
+    let installed: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| ManifestError::Invalid {
+        path: installed.to_owned(),
+        line: 1,
+        column: 1,
+        message: e.to_string(),
+        snippet: String::new(),
+    })?;
+    let mut carried = Vec::new();
+    edit(new, |document| {
+        for key in ["enabled", "config"] {
+            let old = installed.get(key).map(ToString::to_string);
+            if old != document.get(key).map(ToString::to_string) {
+                match installed.get(key) {
+                    Some(item) => document[key] = item.clone(),
+                    None => drop(document.remove(key)),
+                }
+                carried.push(key);
+            }
+        }
+        !carried.is_empty()
+    })?;
+    Ok(carried)
+}
+
 /// Applies `change` to the manifest at `path`; when it reports a change, the result is validated and
 /// written through a temporary file and a rename.
 fn edit(path: &Path, change: impl FnOnce(&mut toml_edit::DocumentMut) -> bool) -> Result<bool, ManifestError> {
+    // A symlinked manifest is edited where it lives, not replaced by a file.
+    let path = &std::fs::canonicalize(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
     let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
     Manifest::parse(path, &text)?;
     let mut document: toml_edit::DocumentMut =

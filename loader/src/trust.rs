@@ -134,8 +134,12 @@ impl TrustedKey {
         Ok(TrustedKey { id, key })
     }
 
-    /// Reads a key from a minisign `.pub` file.
+    /// Reads a key from a minisign `.pub` file. The file and the directories above it must be safe from
+    /// other users (as plugin files are, whatever `strict_modes` says): whoever can replace a trusted key can
+    /// sign their own plugins.
     pub fn from_file(path: &Path) -> Result<TrustedKey, String> {
+        let canonical = fs::canonicalize(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        check_permissions(&canonical).map_err(|e| e.to_string())?;
         let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         TrustedKey::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
@@ -195,9 +199,9 @@ pub(crate) fn check_signature(
     sha256: &str,
 ) -> Result<Trust, LoadError> {
     let path = signature_path(library);
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+    let text = match read_trust_file(&path)? {
+        Some(text) => text,
+        None => {
             return match config.policy {
                 TrustPolicy::Enforce => Err(LoadError::Unsigned { library: library.to_owned(), signature: path }),
                 TrustPolicy::Warn => {
@@ -206,7 +210,6 @@ pub(crate) fn check_signature(
                 TrustPolicy::Off => Ok(Trust::Unchecked),
             };
         }
-        Err(source) => return Err(LoadError::Io { path, source }),
     };
     let malformed = |reason: String| LoadError::SignatureMalformed { path: path.clone(), reason };
     let signature = minisign_verify::Signature::decode(&text).map_err(|e| malformed(e.to_string()))?;
@@ -253,11 +256,7 @@ pub(crate) fn parse_checksums(text: &str) -> Result<BTreeMap<String, String>, St
 /// Checks the library's digest against the `SHA256SUMS` beside the manifest, when there is one.
 pub(crate) fn check_checksum_file(manifest: &Manifest, library: &Path, sha256: &str) -> Result<(), LoadError> {
     let path = manifest.dir().join(CHECKSUM_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(LoadError::Io { path, source }),
-    };
+    let Some(text) = read_trust_file(&path)? else { return Ok(()) };
     let entry = &manifest.platform_library()?.path;
     let sums = parse_checksums(&text).map_err(|reason| LoadError::ChecksumFile { path: path.clone(), reason })?;
     let expected = sums.get(entry.as_str()).ok_or_else(|| LoadError::ChecksumFile {
@@ -321,7 +320,13 @@ pub(crate) fn private_dir(dir: &Path) -> Result<(), String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let mode = fs::metadata(dir).map_err(|e| e.to_string())?.mode() & 0o777;
+        let metadata = fs::metadata(dir).map_err(|e| e.to_string())?;
+        let (mode, owner, user) = (metadata.mode() & 0o777, metadata.uid(), rustix::process::geteuid().as_raw());
+        if owner != user {
+            return Err(format!(
+                "it is owned by uid {owner}, not by this user (uid {user}), who could change what the host keeps there; `chown` it to the host's user or choose another directory"
+            ));
+        }
         if mode & 0o077 != 0 {
             return Err(format!(
                 "mode {mode:04o} lets other users see or change what the host keeps there; run `chmod 700 {}` or choose another directory",
@@ -423,16 +428,46 @@ fn read_accepted(path: &Path) -> Result<BTreeMap<String, Version>, String> {
     }
 }
 
-/// Replaces `path` with `bytes`: written to a temporary file beside it, synced, then renamed over it, so the
-/// file always holds either the old or the new content. Keeps the old file's permissions.
+/// Replaces `path` with `bytes`: written to a temporary file beside it, synced, renamed over it, and the
+/// directory synced, so the file holds either the old or the new content, also after a power cut. Keeps the
+/// old file's permissions; a new file gets 0644 (Unix).
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut temp = tempfile::NamedTempFile::new_in(dir)?;
     io::Write::write_all(&mut temp, bytes)?;
-    if let Ok(metadata) = fs::metadata(path) {
-        temp.as_file().set_permissions(metadata.permissions())?;
+    match fs::metadata(path) {
+        Ok(metadata) => temp.as_file().set_permissions(metadata.permissions())?,
+        #[cfg(unix)]
+        Err(_) => temp.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?,
+        #[cfg(not(unix))]
+        Err(_) => {}
     }
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+/// Makes the renames in `dir` durable (Unix; elsewhere a no-op).
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
     Ok(())
+}
+
+/// Reads a small regular file beside a library (a signature, a checksum file): `None` when it does not exist.
+/// Anything else at that name (a FIFO, a directory, a huge file) is an error, never a blocking read.
+fn read_trust_file(path: &Path) -> Result<Option<String>, LoadError> {
+    const MAX: u64 = 1 << 20;
+    let io_error = |source: io::Error| LoadError::Io { path: path.to_owned(), source };
+    let metadata = match fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(e)),
+    };
+    if !metadata.is_file() || metadata.len() > MAX {
+        return Err(io_error(io::Error::other("not a regular file of at most 1 MiB; remove it")));
+    }
+    fs::read_to_string(path).map(Some).map_err(io_error)
 }

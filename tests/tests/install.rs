@@ -236,3 +236,52 @@ fn check_host_api_tells_which_plugins_would_load_on_another_plugin_api() {
     assert!(out.contains(&built), "{out}");
     assert!(out.contains("0 of 2 plugin(s) would load on plugin-api 2.0.0"), "{out}");
 }
+
+#[test]
+fn an_upgrade_keeps_what_ops_set_and_a_publisher_cannot_pin_for_them() {
+    let layout = Layout::new();
+    let bundles = tempfile::tempdir().unwrap();
+    let old = example_bundle("quota", "1.0.0", &library("quota"), None, bundles.path());
+    assert!(berth(&layout, &[], &["install", &old.to_string_lossy()]).status.success());
+    // An unsigned bundle is checked without running its code.
+    let verified = text(&berth(&layout, &[], &["verify", &old.to_string_lossy()]));
+    assert!(verified.contains("abi:        not checked"), "{verified}");
+    let manifest = layout.plugins().join("quota/quota.toml");
+    assert!(berth(&layout, &[], &["disable", "quota"]).status.success());
+    let edited = fs::read_to_string(&manifest).unwrap().replace("[config]", "[config]\n# ops: raised for the launch");
+    fs::write(&manifest, edited.replace("limit = ", "limit = 1000 # was ")).unwrap();
+    let ops_config = fs::read_to_string(&manifest).unwrap();
+    let ops_config = &ops_config[ops_config.find("[config]").unwrap()..];
+
+    let new = example_bundle("quota", "1.1.0", &quota_release(), None, bundles.path());
+    let output = berth(&layout, &[], &["install", &new.to_string_lossy()]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("kept:       `enabled`"), "{}", text(&output));
+    assert!(text(&output).contains("kept:       `config`"), "{}", text(&output));
+    let upgraded = fs::read_to_string(&manifest).unwrap();
+    assert!(upgraded.contains("version = \"1.1.0\"") && upgraded.contains("enabled = false"), "{upgraded}");
+    assert!(upgraded.ends_with(ops_config), "the [config] ops wrote is kept as written:\n{upgraded}");
+
+    // A host accepts 1.1.0.
+    assert!(berth(&layout, &[], &["enable", "quota"]).status.success());
+    assert!(berth(&layout, &[], &["check"]).status.success());
+
+    // A bundle whose manifest pins its own (older) version is refused: only ops pin.
+    fs::remove_dir_all(layout.plugins().join("quota")).unwrap();
+    let text_of = fs::read_to_string(berth_tests::root().join("manifests/quota.toml")).unwrap();
+    let pinned = berth::Bundle::new(
+        &text_of.replace("api = ", "pin = \"1.0.0\"\napi = "),
+        &library_file("quota"),
+        fs::read(library("quota")).unwrap(),
+    )
+    .unwrap();
+    let pinned_path = bundles.path().join("pinned.tar.gz");
+    pinned.write(&pinned_path).unwrap();
+    let output = berth(&layout, &[], &["install", &pinned_path.to_string_lossy()]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("only ops pin a version"), "{}", text(&output));
+    // And the record of accepted versions is checked before anything is unpacked.
+    let output = berth(&layout, &[], &["install", &old.to_string_lossy()]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("this host has accepted 1.1.0"), "{}", text(&output));
+}

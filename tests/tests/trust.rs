@@ -228,7 +228,7 @@ fn files_and_directories_others_can_write_are_refused_with_their_path_and_mode()
 
 #[cfg(unix)]
 #[test]
-fn a_library_owned_by_another_user_is_refused_when_the_test_can_give_it_away() {
+fn files_owned_by_another_user_are_refused_when_the_test_can_give_them_away_and_private_dirs_are_0700() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let layout = Layout::new();
     let dir = layout.add_example("greeter");
@@ -238,6 +238,14 @@ fn a_library_owned_by_another_user_is_refused_when_the_test_can_give_it_away() {
         let (_, report) = load(layout.config());
         let error = only_error(&report);
         assert!(matches!(error, LoadError::UnsafePermissions { .. }), "{error:?}");
+        assert!(error.to_string().contains("owned by uid 4242"), "{error}");
+    }
+    // A cache directory someone else owns is refused too: they could swap the copies the host opens.
+    let foreign_cache = layout.plugins().with_file_name("foreign-cache");
+    fs::create_dir(&foreign_cache).unwrap();
+    fs::set_permissions(&foreign_cache, fs::Permissions::from_mode(0o700)).unwrap();
+    if std::os::unix::fs::chown(&foreign_cache, Some(4242), None).is_ok() {
+        let error = Host::new(HostConfig { cache_dir: foreign_cache, ..layout.config() }).err().expect("refused");
         assert!(error.to_string().contains("owned by uid 4242"), "{error}");
     }
     load(layout.config());
@@ -262,4 +270,18 @@ fn a_watching_host_loads_a_refused_plugin_once_its_signature_is_installed_beside
     let loaded = wait_for(&events, Duration::from_secs(20), |e| e.kind == EventKind::Loaded);
     assert!(loaded.detail.contains("signed by trusted key"), "{loaded}");
     assert_eq!(trust_of(&host, "greeter"), Trust::Signed { key: key.trusted().id().to_owned() });
+}
+
+#[cfg(unix)]
+#[test]
+fn a_trusted_key_file_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let layout = Layout::new();
+    let key = SigningKey::generate();
+    let path = layout.plugins().with_file_name("publisher.pub");
+    fs::write(&path, key.public_file()).unwrap();
+    assert_eq!(berth::TrustedKey::from_file(&path).unwrap(), key.trusted());
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+    let error = berth::TrustedKey::from_file(&path).unwrap_err();
+    assert!(error.contains("(mode 0666)") && error.contains("chmod go-w"), "{error}");
 }

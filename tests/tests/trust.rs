@@ -28,6 +28,21 @@ fn only_error(report: &LoadReport) -> &LoadError {
     &report.failures[0].error
 }
 
+/// Loads under each policy: the one failure must be `expected`, with `words` in its message.
+fn refused_under_every_policy(
+    layout: &Layout,
+    key: Option<&SigningKey>,
+    expected: fn(&LoadError) -> bool,
+    words: &str,
+) {
+    for policy in POLICIES {
+        let (_, report) = load(config(layout, policy, key));
+        let error = only_error(&report);
+        assert!(expected(error), "{policy}: {error:?}");
+        assert!(error.to_string().contains(words), "{policy}: {error}");
+    }
+}
+
 fn trust_of(host: &Host, plugin: &str) -> Trust {
     host.plugins().into_iter().find(|s| s.name.as_str() == plugin).unwrap().trust.expect("serving")
 }
@@ -96,12 +111,8 @@ fn a_signature_that_does_not_match_the_library_is_refused_under_every_policy() {
     // The statement is right for the library; the signature is over other bytes.
     let statement = statement_for("greeter", "1.0.0", &fs::read(&library).unwrap());
     fs::write(signature_path(&library), key.sign(&other, &statement)).unwrap();
-    for policy in POLICIES {
-        let (_, report) = load(config(&layout, policy, Some(&key)));
-        let error = only_error(&report);
-        assert!(matches!(error, LoadError::SignatureInvalid { .. }), "{policy}: {error:?}");
-        assert!(error.to_string().contains("does not match the bytes of"), "{error}");
-    }
+    let invalid = |error: &LoadError| matches!(error, LoadError::SignatureInvalid { .. });
+    refused_under_every_policy(&layout, Some(&key), invalid, "does not match the bytes of");
 }
 
 #[test]
@@ -137,12 +148,8 @@ fn a_malformed_signature_is_refused_under_every_policy() {
     let layout = Layout::new();
     let dir = layout.add_example("greeter");
     fs::write(signature_path(&greeter_library(&dir)), "untrusted comment: x\nnot base64 at all\n").unwrap();
-    for policy in POLICIES {
-        let (_, report) = load(config(&layout, policy, None));
-        let error = only_error(&report);
-        assert!(matches!(error, LoadError::SignatureMalformed { .. }), "{policy}: {error:?}");
-        assert!(error.to_string().contains("not a usable minisign signature"), "{error}");
-    }
+    let malformed = |error: &LoadError| matches!(error, LoadError::SignatureMalformed { .. });
+    refused_under_every_policy(&layout, None, malformed, "not a usable minisign signature");
 }
 
 #[test]

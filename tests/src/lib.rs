@@ -355,14 +355,15 @@ impl Layout {
     /// The `berth` binary with this layout's plugin, cache and data directories, and nothing (plugin path,
     /// config file, trust settings) from the environment.
     pub fn berth(&self) -> Command {
-        let mut command = Command::new(berth_bin());
+        let mut command = self.berth_without_plugin_dirs();
+        command.arg("--plugin-dir").arg(self.plugins());
         command
-            .arg("--plugin-dir")
-            .arg(self.plugins())
-            .arg("--cache-dir")
-            .arg(self.cache())
-            .arg("--data-dir")
-            .arg(self.data());
+    }
+
+    /// [`Layout::berth`] without `--plugin-dir`: for tests of where plugin directories come from.
+    pub fn berth_without_plugin_dirs(&self) -> Command {
+        let mut command = Command::new(berth_bin());
+        command.arg("--cache-dir").arg(self.cache()).arg("--data-dir").arg(self.data());
         for variable in ["BERTH_PLUGIN_PATH", "BERTH_CONFIG", "BERTH_TRUST_POLICY", "BERTH_INSECURE_PERMISSIONS"] {
             command.env_remove(variable);
         }

@@ -3,9 +3,9 @@
 //! from.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use berth_tests::{ApiVariant, BerthRun, Layout, Reloadable, berth_bin, install_atomically, library, library_file};
+use berth_tests::{ApiVariant, BerthRun, Layout, Reloadable, install_atomically, library, library_file};
 use serde_json::Value;
 
 fn berth(layout: &Layout, args: &[&str]) -> Output {
@@ -117,16 +117,8 @@ fn plugin_directories_come_from_the_flag_the_environment_or_a_config_file() {
     let layout = Layout::new();
     layout.add_example("greeter");
     let run = |envs: &[(&str, &Path)], args: &[&str]| -> String {
-        let mut command = Command::new(berth_bin());
-        command
-            .arg("--cache-dir")
-            .arg(layout.cache())
-            .arg("--data-dir")
-            .arg(layout.data())
-            .args(args)
-            .env_remove("BERTH_PLUGIN_PATH")
-            .env_remove("BERTH_CONFIG");
-        command.current_dir(layout.plugins().parent().unwrap().join("cache").parent().unwrap());
+        let mut command = layout.berth_without_plugin_dirs();
+        command.args(args).current_dir(layout.plugins().parent().unwrap().join("cache").parent().unwrap());
         for (key, value) in envs {
             command.env(key, value);
         }

@@ -4,6 +4,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
+use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
@@ -222,21 +223,22 @@ fn a_call_in_flight_finishes_on_the_generation_it_started_on() {
     let host = Arc::new(layout.host());
     host.load_all();
     let handle = host.plugin("reloadable").unwrap();
+    // The held call connects back to the test and stays in flight until the test sends it a byte.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     let in_flight = {
         let handle = handle.clone();
-        std::thread::spawn(move || handle.call_json::<_, String>("slow", &400).unwrap())
+        std::thread::spawn(move || handle.call_json::<_, String>("hold", &port).unwrap())
     };
-    // The swap must come while the slow call runs: wait (bounded) until the plugin says it started.
-    let deadline = Instant::now() + TIMEOUT;
-    while handle.call_json::<_, u64>("in_flight", &()).unwrap() == 0 {
-        assert!(Instant::now() < deadline, "the slow call never started");
-        std::thread::yield_now();
-    }
+    let (accepted, connection) = std::sync::mpsc::channel();
+    std::thread::spawn(move || accepted.send(listener.accept().map(|(stream, _)| stream)));
+    let mut held = connection.recv_timeout(TIMEOUT).expect("the held call started").unwrap();
     install_atomically(&dir.join(library_file("reloadable")), &fs::read(Reloadable::marked("two").library()).unwrap());
     let report = host.load_all();
     assert_eq!(report.reloaded.len(), 1, "{report:?}");
     assert_eq!(handle.call_json::<_, String>("mark", &()).unwrap(), "two", "new calls go to the new generation");
-    assert_eq!(in_flight.join().unwrap(), "one", "the call in flight finished on its own generation");
+    held.write_all(b"!").unwrap();
+    assert_eq!(in_flight.join().unwrap(), "one", "the call in flight across the swap finished on its own generation");
 }
 
 /// A broken new version: how to break it, and words its refusal must contain.

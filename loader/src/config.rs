@@ -153,8 +153,8 @@ impl HostConfig {
         trust.policy = file.trust.policy.unwrap_or(trust.policy);
         trust.strict_modes = file.trust.strict_modes.unwrap_or(trust.strict_modes);
         for key in &file.trust.keys {
-            let parsed = TrustedKey::parse(key).or_else(|_| TrustedKey::from_file(&base.join(key)));
-            let key = parsed.map_err(|reason| ManifestError::TrustedKey { path: path.to_owned(), reason })?;
+            let key = TrustedKey::from_config(key, base)
+                .map_err(|reason| ManifestError::TrustedKey { path: path.to_owned(), reason })?;
             trust.keys.push(key);
         }
         let reload = &mut config.reload;

@@ -151,11 +151,7 @@ fn host_config(cli: &Cli) -> Result<HostConfig, String> {
         config.trust.policy = policy;
     }
     for key in &cli.trusted_keys {
-        // A file, unless it is the RW... line itself.
-        let parsed = match Path::new(key).exists() {
-            true => TrustedKey::from_file(Path::new(key)),
-            false => TrustedKey::parse(key),
-        };
+        let parsed = TrustedKey::from_config(key, Path::new("."));
         config.trust.keys.push(parsed.map_err(|e| format!("--trusted-key {key}: {e}"))?);
     }
     if cli.insecure_permissions {

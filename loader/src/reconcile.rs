@@ -204,7 +204,7 @@ impl Inner {
             match self.registry.serving(&manifest.name) {
                 Some(generation) => self.update(scope, &manifest, &generation, &mut report),
                 None => {
-                    let stamp = library_stamp(&manifest);
+                    let stamp = FileStamp::of_library(&manifest);
                     if !self.registry.failed_before(&manifest, stamp) {
                         // A failed plugin tried again (its dependency may have come) reports only a change.
                         if state != Some(PluginState::Failed) {
@@ -227,7 +227,7 @@ impl Inner {
             .registry
             .applied(name)
             .unwrap_or_else(|| Applied { manifest: generation.manifest.clone(), stamp: generation.stamp });
-        let stamp = library_stamp(manifest);
+        let stamp = FileStamp::of_library(manifest);
         if self.registry.refused_before(manifest, stamp) {
             return;
         }
@@ -416,7 +416,7 @@ impl Inner {
                 match dependencies_ready(&manifest, &waiting_for, &known, &disabled) {
                     Ok(false) => waiting.push(manifest),
                     Ok(true) => {
-                        let stamp = library_stamp(&manifest);
+                        let stamp = FileStamp::of_library(&manifest);
                         let result = self.load_new(&manifest);
                         known.insert(manifest.name.clone(), result.is_ok().then(|| manifest.version.clone()));
                         match result {
@@ -490,14 +490,9 @@ impl Inner {
                 | LoadError::NotSharedLibrary { .. }
                 | LoadError::LibraryMissing { .. }
         );
-        let changed = library_stamp(manifest).or_else(|| FileStamp::of(manifest.dir()));
+        let changed = FileStamp::of_library(manifest).or_else(|| FileStamp::of(manifest.dir()));
         incomplete && changed.is_some_and(|stamp| stamp.age() < self.config.reload.settle)
     }
-}
-
-/// The stamp of the library `manifest` names (with its trust files), if it exists.
-fn library_stamp(manifest: &Manifest) -> Option<FileStamp> {
-    FileStamp::of_library(manifest)
 }
 
 /// Whether two manifests of a plugin load the same library the same way: everything but `[config]`,

@@ -144,6 +144,13 @@ impl TrustedKey {
         TrustedKey::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// A key as configured (`[trust].keys`, `--trusted-key`): the path of a `.pub` file, relative to `base`,
+    /// when such a file exists, else the key's base64 line.
+    pub fn from_config(entry: &str, base: &Path) -> Result<TrustedKey, String> {
+        let path = base.join(entry);
+        if path.exists() { TrustedKey::from_file(&path) } else { TrustedKey::parse(entry) }
+    }
+
     /// The key id as minisign prints it (uppercase hex, up to 16 digits).
     pub fn id(&self) -> &str {
         &self.id

@@ -76,7 +76,7 @@ pub use host::{Host, inspect_library};
 pub use load::LibraryInfo;
 pub use manifest::{Manifest, PluginName};
 pub use reconcile::LoadReport;
-pub use registry::{Event, EventKind, Health, PluginHandle, PluginState, PluginStatus, Retired};
+pub use registry::{Event, EventKind, Health, LocalTyped, PluginHandle, PluginState, PluginStatus, Retired, Typed};
 pub use trust::{Trust, TrustConfig, TrustPolicy, TrustedKey};
 pub use watch::Watcher;
 

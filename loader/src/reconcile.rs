@@ -26,7 +26,7 @@ use crate::error::{LoadError, LoadFailure};
 use crate::load;
 use crate::logbridge;
 use crate::manifest::{Manifest, PluginName};
-use crate::registry::{Applied, Generation, PluginState, Registry};
+use crate::registry::{Applied, Generation, Interfaces, PluginState, Registry};
 use crate::trust::{AcceptedVersions, Trust};
 use crate::verify::{FileStamp, PrivateCache, Verified, verify_library};
 
@@ -292,8 +292,7 @@ impl Inner {
         self.check_retired_limit(manifest)?;
         let generation = self.build(manifest, verified, &|_, _| {})?;
         hand_over_state(serving, &generation)?;
-        self.accept(&generation)?;
-        self.registry.activate(generation);
+        self.accept(vec![generation])?;
         Ok(Reload::Swapped)
     }
 
@@ -345,26 +344,29 @@ impl Inner {
         Ok(())
     }
 
-    /// The first load of a plugin whose dependencies serve, with its progress reported as state transitions.
-    fn load_new(&self, manifest: &Manifest) -> Result<(), LoadError> {
+    /// The first load of a plugin whose dependencies serve, up to a generation ready to serve, with its
+    /// progress reported as state transitions. [`Inner::accept`] then puts it in service.
+    fn prepare_new(&self, manifest: &Manifest) -> Result<Generation, LoadError> {
         self.check_requirements(manifest)?;
         self.check_retired_limit(manifest)?;
         let verified = verify_library(manifest, &self.config.trust)?;
         let progress = |state: PluginState, detail: String| self.registry.transition(manifest, state, detail);
         let detail = format!("{} sha256 {}; {}", verified.source.display(), verified.sha256, verified.trust);
         progress(PluginState::Validated, detail);
-        let generation = self.build(manifest, verified, &progress)?;
-        self.accept(&generation)?;
-        self.registry.activate(generation);
-        Ok(())
+        self.build(manifest, verified, &progress)
     }
 
-    /// The last step before a generation serves: its version is recorded as accepted (so an older one is
-    /// refused later), and a library that is not signed by a trusted key is reported.
-    fn accept(&self, generation: &Generation) -> Result<(), LoadError> {
-        self.versions.record(&generation.manifest)?;
-        if let Trust::Untrusted { reason } = &generation.trust {
-            tracing::warn!(plugin = %generation.manifest.name, "loaded untrusted ([trust].policy = \"warn\"): {reason}");
+    /// The last step before generations serve: their versions are recorded as accepted, in one write (so an
+    /// older one is refused later), then each is swapped in; a library not signed by a trusted key is
+    /// reported. If the record cannot be written, none of them serves.
+    fn accept(&self, generations: Vec<Generation>) -> Result<(), LoadError> {
+        let manifests: Vec<&Manifest> = generations.iter().map(|g| &g.manifest).collect();
+        self.versions.record(&manifests)?;
+        for generation in generations {
+            if let Trust::Untrusted { reason } = &generation.trust {
+                tracing::warn!(plugin = %generation.manifest.name, "loaded untrusted ([trust].policy = \"warn\"): {reason}");
+            }
+            self.registry.activate(generation);
         }
         Ok(())
     }
@@ -393,6 +395,7 @@ impl Inner {
             stamp: verified.stamp,
             trust: verified.trust,
             object,
+            interfaces: Interfaces::default(),
         })
     }
 
@@ -409,28 +412,43 @@ impl Inner {
                 None => known.insert(name, None),
             };
         }
+        // Rounds: the plugins whose dependencies serve are loaded together and put in service with one write
+        // of the accepted versions; the plugins that depend on them wait for the next round.
         loop {
             let before = pending.len();
             let mut waiting = Vec::new();
+            let mut ready = Vec::new();
             for manifest in pending {
                 match dependencies_ready(&manifest, &waiting_for, &known, &disabled) {
                     Ok(false) => waiting.push(manifest),
                     Ok(true) => {
                         let stamp = FileStamp::of_library(&manifest);
-                        let result = self.load_new(&manifest);
-                        known.insert(manifest.name.clone(), result.is_ok().then(|| manifest.version.clone()));
-                        match result {
-                            Ok(()) => report.loaded.push(manifest.name.clone()),
-                            Err(error) if self.still_being_written(scope, &manifest, &error) => {
-                                report.pending.push(manifest.path.clone());
+                        match self.prepare_new(&manifest) {
+                            Ok(generation) => ready.push((generation, stamp)),
+                            Err(error) => {
+                                known.insert(manifest.name.clone(), None);
+                                if self.still_being_written(scope, &manifest, &error) {
+                                    report.pending.push(manifest.path.clone());
+                                } else {
+                                    self.fail(report, &manifest, stamp, error);
+                                }
                             }
-                            Err(error) => self.fail(report, &manifest, stamp, error),
                         }
                     }
                     Err(error) => {
                         known.insert(manifest.name.clone(), None);
                         self.fail(report, &manifest, None, error);
                     }
+                }
+            }
+            let manifests: Vec<(Manifest, Option<FileStamp>)> =
+                ready.iter().map(|(generation, stamp)| (generation.manifest.clone(), *stamp)).collect();
+            let accepted = self.accept(ready.into_iter().map(|(generation, _)| generation).collect());
+            for (manifest, stamp) in manifests {
+                known.insert(manifest.name.clone(), accepted.is_ok().then(|| manifest.version.clone()));
+                match &accepted {
+                    Ok(()) => report.loaded.push(manifest.name.clone()),
+                    Err(error) => self.fail(report, &manifest, stamp, self.versions.record_error(error)),
                 }
             }
             pending = waiting;

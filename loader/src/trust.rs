@@ -397,23 +397,26 @@ impl AcceptedVersions {
         }
     }
 
-    /// Records that `manifest`'s version was accepted, if it is the highest so far. The file is read again
-    /// first (another host may share the data directory) and replaced atomically.
-    pub(crate) fn record(&self, manifest: &Manifest) -> Result<(), LoadError> {
+    /// Records that the versions of `manifests` were accepted, where they are the highest so far, in one
+    /// write. The file is read again first (another host may share the data directory) and replaced
+    /// atomically.
+    pub(crate) fn record(&self, manifests: &[&Manifest]) -> Result<(), LoadError> {
         let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
-        let name = manifest.name.as_str();
-        if versions.get(name).is_some_and(|highest| *highest >= manifest.version) {
+        let newer: Vec<&&Manifest> = manifests
+            .iter()
+            .filter(|m| versions.get(m.name.as_str()).is_none_or(|highest| *highest < m.version))
+            .collect();
+        if newer.is_empty() {
             return Ok(());
         }
         let failed = |reason: String| LoadError::VersionRecord { path: self.path.clone(), reason };
         let mut merged = read_accepted(&self.path).map_err(failed)?;
-        for (plugin, version) in versions.iter() {
-            if merged.get(plugin).is_none_or(|v| v < version) {
-                merged.insert(plugin.clone(), version.clone());
+        let mut accepted = versions.clone();
+        accepted.extend(newer.iter().map(|m| (m.name.as_str().to_owned(), m.version.clone())));
+        for (plugin, version) in accepted {
+            if merged.get(&plugin).is_none_or(|v| *v < version) {
+                merged.insert(plugin, version);
             }
-        }
-        if merged.get(name).is_none_or(|v| *v < manifest.version) {
-            merged.insert(name.to_owned(), manifest.version.clone());
         }
         let text = format!(
             "# The highest version of each plugin this host has accepted (written by berth; do not edit).\n# An older version is refused unless its manifest pins it: pin = \"<version>\".\n{}",
@@ -422,6 +425,16 @@ impl AcceptedVersions {
         write_atomically(&self.path, text.as_bytes()).map_err(|e| failed(e.to_string()))?;
         *versions = merged;
         Ok(())
+    }
+
+    /// The refusal of each plugin of a batch whose record could not be written (`error`, from
+    /// [`AcceptedVersions::record`]).
+    pub(crate) fn record_error(&self, error: &LoadError) -> LoadError {
+        let reason = match error {
+            LoadError::VersionRecord { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        LoadError::VersionRecord { path: self.path.clone(), reason }
     }
 }
 

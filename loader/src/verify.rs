@@ -311,16 +311,17 @@ impl PrivateCache {
 
     /// Writes `bytes` (whose digest is `sha256`) into the cache unless a copy with exactly these bytes is
     /// already there, and returns the copy's path: the file opened holds the very bytes that were hashed and
-    /// checked. The copy is written under a temporary name and renamed, so the final name only ever holds
-    /// complete bytes, and it is made read-only. A copy under the digest's name whose bytes differ (a damaged
+    /// checked. The copy is written under a temporary name and renamed, and it is made read-only. It is not
+    /// synced: after a power cut the name may hold incomplete bytes, which the comparison above never
+    /// reuses (and a sync per plugin would cost more than the rest of its load). A copy under the digest's name whose bytes differ (a damaged
     /// cache) is left alone, since a library at that path may be mapped already; the bytes go to a fresh name.
     pub(crate) fn store(&self, sha256: &str, bytes: &[u8]) -> Result<PathBuf, LoadError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let unique = || format!("{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         let mut path = self.path_for(sha256);
-        match fs::read(&path) {
-            Ok(existing) if existing == bytes => return Ok(path),
-            Ok(_) => {
+        match holds(&path, bytes) {
+            Ok(true) => return Ok(path),
+            Ok(false) => {
                 tracing::warn!("private copy {} differs from the verified bytes; writing a fresh copy", path.display());
                 path = self.dir.join(format!("{sha256}.{}{}", unique(), std::env::consts::DLL_SUFFIX));
             }
@@ -334,7 +335,6 @@ impl PrivateCache {
             let mut permissions = file.metadata()?.permissions();
             permissions.set_readonly(true);
             file.set_permissions(permissions)?;
-            file.sync_all()?;
             fs::rename(&temp, &path)
         };
         write().map_err(|e| {
@@ -343,6 +343,23 @@ impl PrivateCache {
         })?;
         Ok(path)
     }
+}
+
+/// Whether the file at `path` holds exactly `bytes`, read in chunks (no buffer the size of the library).
+fn holds(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    let mut file = File::open(path)?;
+    if file.metadata()?.len() != bytes.len() as u64 {
+        return Ok(false);
+    }
+    let mut chunk = vec![0; 64 * 1024];
+    for expected in bytes.chunks(chunk.len()) {
+        let read = &mut chunk[..expected.len()];
+        file.read_exact(read)?;
+        if read != expected {
+            return Ok(false);
+        }
+    }
+    Ok(file.read(&mut chunk[..1])? == 0)
 }
 
 /// Lowercase hex SHA-256 of `bytes`.

@@ -121,8 +121,25 @@ impl<P: Plugin> PluginInstance for Exported<P> {
     }
 }
 
-/// An author's implementation behind an extension vtable: every method is fenced with [`guard`].
-pub(crate) struct Guarded<T>(pub(crate) Shared<T>);
+/// An implementation behind an extension vtable. Implement the interface's `#[sabi_trait]` for `Guarded<T>`
+/// and fence every method body with [`guard`]; dropping it runs `T`'s drop behind `catch_unwind` as well, so no
+/// panic of the implementation ever reaches the boundary. See [`crate::Interface`] for a whole interface.
+pub struct Guarded<T>(pub(crate) Shared<T>);
+
+impl<T> Guarded<T> {
+    /// Wraps a shared implementation.
+    pub fn new(implementation: Arc<T>) -> Self {
+        Self(Shared::from_arc(implementation))
+    }
+}
+
+impl<T> Deref for Guarded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 /// An `Arc<T>` whose drop runs behind `catch_unwind`: the host drops plugin objects through the vtable, and a
 /// panicking `Drop` impl must not unwind into it.
@@ -171,8 +188,9 @@ thread_local! {
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// Runs `f`, turning an `Err` into a [`PluginError`] and a panic into an [`ErrorKind::Panicked`] error.
-pub(crate) fn guard<T>(f: impl FnOnce() -> Result<T, Error>) -> RResult<T, PluginError> {
+/// Runs `f`, turning an `Err` into a [`PluginError`] and a panic into an [`ErrorKind::Panicked`] error: the
+/// fence around every method of an extension interface (see [`Guarded`]).
+pub fn guard<T>(f: impl FnOnce() -> Result<T, Error>) -> RResult<T, PluginError> {
     let outer = GUARDED.with(|g| g.replace(true));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     GUARDED.with(|g| g.set(outer));

@@ -59,7 +59,7 @@ pub fn built() -> &'static Path {
         cargo_build(&root.join("Cargo.toml"), &["berth", "greeter", "quota", "text-filters", "webhook-signer"]);
         // Same dependency versions as the workspace.
         fs::copy(root.join("Cargo.lock"), root.join("tests/fixtures/Cargo.lock")).expect("copy Cargo.lock");
-        cargo_build(&root.join("tests/fixtures/Cargo.toml"), &["misbehaving", "not-a-plugin"]);
+        cargo_build(&root.join("tests/fixtures/Cargo.toml"), &["bench-plugin", "misbehaving", "not-a-plugin"]);
         fixtures_target().join(profile())
     })
 }
@@ -153,12 +153,6 @@ fn build_api_variant(variant: ApiVariant) -> PathBuf {
         ApiVariant::Older => {
             fs::write(api.join("src/ext.rs"), "//! No extension interfaces in 1.0.\n").unwrap();
             fs::remove_dir_all(api.join("src/ext")).expect("remove the extensions added after 1.0");
-            // Only the extensions use it.
-            replace_once(
-                &api.join("src/export.rs"),
-                "pub(crate) struct Guarded",
-                "#[allow(dead_code)]\npub(crate) struct Guarded",
-            );
         }
         ApiVariant::ChangedLayout => {
             replace_once(
@@ -422,6 +416,14 @@ impl Layout {
         self.add("reloadable", &build.manifest(extra), &build.library(), &library_file("reloadable"))
     }
 
+    /// Adds a copy of the benchmark plugin as plugin `name` (12 bytes), reporting `mark` (see
+    /// [`bench_plugin_copy`]).
+    pub fn add_bench_plugin(&self, name: &str, mark: &str) -> PathBuf {
+        let path = self.add_manifest(name, &manifest(name, "1.0.0", &library_file(BENCH_PLUGIN), ""));
+        fs::write(path.join(library_file(BENCH_PLUGIN)), bench_plugin_copy(name, mark)).unwrap();
+        path
+    }
+
     /// Adds the `misbehaving` fixture as plugin `misbehaving`, its create doing `create` (ok, error, panic).
     pub fn add_misbehaving(&self, create: &str) -> PathBuf {
         let text = format!(
@@ -430,6 +432,31 @@ impl Layout {
         );
         self.add("misbehaving", &text, &library("misbehaving"), &library_file("misbehaving"))
     }
+}
+
+/// The benchmark plugin's package name, and the name every patched copy's name has the length of.
+pub const BENCH_PLUGIN: &str = "bench-plugin";
+
+/// The benchmark plugin (`tests/fixtures/bench-plugin`) as the bytes of a distinct copy: the package name it
+/// reports replaced by `name` and its `MARK` by `mark`, each of the same length as the original
+/// (`bench-plugin`, 12 bytes; `berth-bench-mark-000000`, 23 bytes). The name is replaced wherever it occurs
+/// (source paths in panic locations and debug info too), the mark exactly once.
+pub fn bench_plugin_copy(name: &str, mark: &str) -> Vec<u8> {
+    let mut bytes = fs::read(library(BENCH_PLUGIN)).unwrap();
+    assert!(patch(&mut bytes, BENCH_PLUGIN, name) >= 1, "{BENCH_PLUGIN:?} not found in its library");
+    assert_eq!(patch(&mut bytes, "berth-bench-mark-000000", mark), 1, "the mark should occur once in the library");
+    bytes
+}
+
+/// Replaces every occurrence of `from` in `bytes` with `to`, of the same length; returns how many.
+fn patch(bytes: &mut [u8], from: &str, to: &str) -> usize {
+    assert_eq!(from.len(), to.len(), "{to:?} must have the length of {from:?}");
+    let found: Vec<usize> =
+        bytes.windows(from.len()).enumerate().filter(|(_, w)| *w == from.as_bytes()).map(|(at, _)| at).collect();
+    for &at in &found {
+        bytes[at..at + to.len()].copy_from_slice(to.as_bytes());
+    }
+    found.len()
 }
 
 /// Waits (at most `timeout`) for the first event matching `wanted`; panics with every event seen if none does.

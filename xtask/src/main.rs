@@ -9,10 +9,13 @@
 //!   is for ([`bundle`]).
 //! - `keygen [--out DIR]`: writes a minisign key pair without a password, `berth.key` and `berth.pub`, for
 //!   CI ([`keys`]).
+//! - `bench [--quick]`: runs the benchmark suite against optimised plugins and prints the table of
+//!   BENCHMARKS.md ([`bench`]).
 //! - `new-plugin NAME`: scaffolds a plugin crate and its manifest, and adds the crate to the workspace
 //!   ([`scaffold`]).
 #![forbid(unsafe_code)]
 
+mod bench;
 mod bundle;
 mod demo;
 mod keys;
@@ -68,6 +71,13 @@ enum Task {
         #[arg(long, value_name = "DIR", default_value = ".")]
         out: PathBuf,
     },
+    /// Run the benchmarks (tests/benches) against optimised plugins and print the table of BENCHMARKS.md.
+    Bench {
+        /// Fewer, shorter samples (criterion's --quick; 3 load samples, 21 reloads): a quick look, not figures
+        /// to publish.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Scaffold a plugin: plugins/NAME (crate), manifests/NAME.toml, and a workspace member entry.
     NewPlugin {
         /// The plugin's name, which is also its crate's name.
@@ -84,6 +94,7 @@ fn main() -> ExitCode {
         Task::Sign { bundle, key } => bundle::sign(&bundle, &key),
         Task::Keygen { out } => keys::keygen(&out),
         Task::NewPlugin { name } => scaffold::new_plugin(&name),
+        Task::Bench { quick } => bench::bench(quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -46,7 +46,7 @@ use abi_stable::{
 };
 
 use crate::abi::PluginError;
-use crate::export::{Guarded, Shared, decode_config, guard};
+use crate::export::{Guarded, decode_config, guard};
 use crate::extension::{Extension, Interface};
 use crate::plugin::{Error, Plugin};
 
@@ -62,7 +62,7 @@ pub trait Reconfigure: Plugin {
 
 /// Wraps a plugin for [`crate::Plugin::extension`].
 pub fn export<P: Reconfigure>(plugin: Arc<P>) -> Extension {
-    Extension::new::<ReconfigureV1>(ReconfigureAbi_TO::from_value(Guarded(Shared::from_arc(plugin)), TD_Opaque))
+    Extension::new::<ReconfigureV1>(ReconfigureAbi_TO::from_value(Guarded::new(plugin), TD_Opaque))
 }
 
 /// The ABI of `berth.reconfigure/1`. Frozen.

@@ -44,7 +44,7 @@ use abi_stable::{
 };
 
 use crate::abi::PluginError;
-use crate::export::{Guarded, Shared, guard};
+use crate::export::{Guarded, guard};
 use crate::extension::{Extension, Interface};
 use crate::plugin::Error;
 
@@ -65,7 +65,7 @@ pub trait State: Send + Sync + 'static {
 
 /// Wraps an implementation for [`crate::Plugin::extension`].
 pub fn export<T: State>(implementation: Arc<T>) -> Extension {
-    Extension::new::<StateV1>(StateAbi_TO::from_value(Guarded(Shared::from_arc(implementation)), TD_Opaque))
+    Extension::new::<StateV1>(StateAbi_TO::from_value(Guarded::new(implementation), TD_Opaque))
 }
 
 /// The ABI of `berth.state/1`. Frozen.

@@ -33,7 +33,7 @@ use abi_stable::{
 };
 
 use crate::abi::PluginError;
-use crate::export::{Guarded, Shared, guard};
+use crate::export::{Guarded, guard};
 use crate::extension::{Extension, Interface};
 use crate::plugin::Error;
 
@@ -50,7 +50,7 @@ pub trait TextFilter: Send + Sync + 'static {
 
 /// Wraps an implementation for [`crate::Plugin::extension`].
 pub fn export<T: TextFilter>(implementation: Arc<T>) -> Extension {
-    Extension::new::<TextFilterV1>(TextFilterAbi_TO::from_value(Guarded(Shared::from_arc(implementation)), TD_Opaque))
+    Extension::new::<TextFilterV1>(TextFilterAbi_TO::from_value(Guarded::new(implementation), TD_Opaque))
 }
 
 /// The ABI of `berth.text-filter/1`. Frozen.

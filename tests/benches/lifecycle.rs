@@ -1,0 +1,283 @@
+//! Load, reload and memory costs (BENCHMARKS.md). Run with `cargo xtask bench`, or
+//! `BERTH_FIXTURE_PROFILE=release cargo bench -p berth-tests --bench lifecycle [-- --quick] [load|reload|memory]`.
+//!
+//! Not criterion: each load sample must be a fresh process (a library, once opened, stays open; a second open
+//! of the same path is free), and reload and memory figures are distributions and deltas, not loop timings.
+//! The figures go to `target/berth-bench/lifecycle.json`, which `cargo xtask bench` turns into the table.
+//!
+//! - `load`: 1, 10, 100 and 1000 distinct plugins (copies of the benchmark plugin with distinct names, so
+//!   distinct bytes), `Host::load_all` timed in a child process. `cold`: an empty private cache (read, check,
+//!   hash, copy, open, create). `cached`: the private copies exist already, verified by an earlier process.
+//!   `dlopen`, the floor: a bare `dlopen` of each private copy, nothing else. The plugin files are in the OS
+//!   page cache in all three cases.
+//! - `reload`: 101 hot reloads through the watcher (default debounce), each a new build put in place by a
+//!   rename; from the rename to the `Reloaded` event (sent right after the swap, and checked with a call that
+//!   the new build answers), while two threads call the plugin without pause and count failures.
+//! - `memory`: a child process reloads the plugin 50 times (`Host::load_all` after each new build); resident
+//!   and mapped memory added per retired generation, read from `/proc/self/status` (Linux only).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use std::{env, fs};
+
+use berth::{Host, HostConfig, ReloadConfig};
+use berth_bench_api::MathV1;
+use berth_tests::{BENCH_PLUGIN, Layout, bench_plugin_copy, install_atomically, library_file, wait_for_reload};
+use serde_json::{Value, json};
+
+/// One measured figure: its id (`load/cold/1000`, ...), its unit and its samples.
+fn figure(id: &str, unit: &str, samples: Vec<f64>) -> Value {
+    let mut sorted = samples.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "{id:<28} median {:>10.3} {unit} (min {:.3}, max {:.3}, {} samples)",
+        sorted[sorted.len() / 2],
+        sorted[0],
+        sorted[sorted.len() - 1],
+        sorted.len()
+    );
+    json!({ "id": id, "unit": unit, "samples": samples })
+}
+
+/// The mark of build `n` (23 bytes, as the benchmark plugin's `MARK`).
+fn mark(n: usize) -> String {
+    format!("berth-bench-mark-{n:06}")
+}
+
+fn main() {
+    let args: Vec<String> = env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child-load") {
+        return child_load(Path::new(&args[1]), &args[2]);
+    }
+    if args.first().map(String::as_str) == Some("--child-dlopen") {
+        return child_dlopen(Path::new(&args[1]));
+    }
+    if args.first().map(String::as_str) == Some("--child-memory") {
+        return child_memory(Path::new(&args[1]));
+    }
+    berth_tests::built();
+    let quick = args.iter().any(|a| a == "--quick");
+    let chosen: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with("--")).collect();
+    let wanted = |name: &str| chosen.is_empty() || chosen.contains(&name);
+    let mut figures = Vec::new();
+    if wanted("load") {
+        figures.extend(load(quick));
+    }
+    if wanted("reload") {
+        figures.extend(reload(quick));
+    }
+    if wanted("memory") {
+        figures.extend(memory());
+    }
+    let out = berth_tests::root().join("target").join("berth-bench");
+    fs::create_dir_all(&out).unwrap();
+    let path = out.join("lifecycle.json");
+    // Figures of groups not run this time are kept from the last run that measured them.
+    let mut all: Vec<Value> = fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    all.retain(|old| !figures.iter().any(|new| new["id"] == old["id"]));
+    all.extend(figures);
+    fs::write(&path, serde_json::to_vec_pretty(&all).unwrap()).unwrap();
+    println!("written: {}", path.display());
+}
+
+/// The host configuration of `layout`'s directories with another cache and data directory.
+fn config(plugins: &Path, cache: &Path) -> HostConfig {
+    HostConfig {
+        plugin_dirs: vec![plugins.to_owned()],
+        cache_dir: cache.join("cache"),
+        data_dir: cache.join("data"),
+        ..HostConfig::default()
+    }
+}
+
+fn load(quick: bool) -> Vec<Value> {
+    let mut figures = Vec::new();
+    for count in [1usize, 10, 100, 1000] {
+        let layout = Layout::new();
+        for n in 0..count {
+            // 12 bytes, as the benchmark plugin's package name.
+            let name = format!("bench-{n:06}");
+            layout.add_bench_plugin(&name, &mark(n));
+        }
+        let samples = match (quick, count) {
+            (true, _) => 3,
+            (false, 1000) => 5,
+            (false, _) => 11,
+        };
+        let state = tempfile::tempdir().unwrap();
+        let mut cold = Vec::new();
+        for sample in 0..samples {
+            let dir = state.path().join(format!("cold-{sample}"));
+            cold.push(run_load(&layout.plugins(), &dir, count));
+            fs::remove_dir_all(&dir).unwrap();
+        }
+        let warm = state.path().join("warm");
+        run_load(&layout.plugins(), &warm, count);
+        let cached: Vec<Duration> = (0..samples).map(|_| run_load(&layout.plugins(), &warm, count)).collect();
+        let dlopen: Vec<Duration> =
+            (0..samples).map(|_| run_child("--child-dlopen", &[warm.join("cache").as_path()], count)).collect();
+        let per_plugin = |d: &Duration| d.as_secs_f64() * 1e3 / count as f64;
+        figures.push(figure(&format!("load/cold/{count}"), "ms/plugin", cold.iter().map(per_plugin).collect()));
+        figures.push(figure(&format!("load/cached/{count}"), "ms/plugin", cached.iter().map(per_plugin).collect()));
+        figures.push(figure(&format!("load/dlopen/{count}"), "ms/plugin", dlopen.iter().map(per_plugin).collect()));
+        if count == 1000 {
+            figures.push(figure("load/cold-total/1000", "s", cold.iter().map(Duration::as_secs_f64).collect()));
+        }
+    }
+    figures
+}
+
+/// Times `Host::load_all` over `plugins` in a fresh process with its state in `dir`.
+fn run_load(plugins: &Path, dir: &Path, count: usize) -> Duration {
+    run_child("--child-load", &[plugins, dir], count)
+}
+
+/// Runs this benchmark as a child in `mode` with `args`, expecting `count` libraries; returns the time it
+/// reports.
+fn run_child(mode: &str, args: &[&Path], count: usize) -> Duration {
+    let output = Command::new(env::current_exe().unwrap())
+        .arg(mode)
+        .args(args)
+        .env("BERTH_BENCH_COUNT", count.to_string())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{mode} child failed: {}", String::from_utf8_lossy(&output.stderr));
+    Duration::from_nanos(String::from_utf8(output.stdout).unwrap().trim().parse().unwrap())
+}
+
+/// The floor of a load: `dlopen` of each private copy in `cache` (written by an earlier load), nothing else.
+fn child_dlopen(cache: &Path) {
+    let copies: Vec<PathBuf> = fs::read_dir(cache)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == env::consts::DLL_EXTENSION))
+        .collect();
+    let count: usize = env::var("BERTH_BENCH_COUNT").unwrap().parse().unwrap();
+    assert_eq!(copies.len(), count, "private copies in {}", cache.display());
+    let start = Instant::now();
+    // SAFETY: each copy is a build of the benchmark plugin that a Berth host has just verified and loaded
+    // from this cache; opening it runs the same initialisers that load ran.
+    let opened: Vec<_> = copies.iter().map(|path| unsafe { libloading::Library::new(path) }.unwrap()).collect();
+    let elapsed = start.elapsed();
+    // Kept open until the time is taken (a dropped library would be closed and the cost of that counted).
+    drop(opened);
+    println!("{}", elapsed.as_nanos());
+}
+
+fn child_load(plugins: &Path, dir: &str) {
+    let host = Host::new(config(plugins, Path::new(dir))).unwrap();
+    let start = Instant::now();
+    let report = host.load_all();
+    let elapsed = start.elapsed();
+    let count: usize = env::var("BERTH_BENCH_COUNT").unwrap().parse().unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures.first());
+    assert_eq!(report.loaded.len(), count);
+    println!("{}", elapsed.as_nanos());
+}
+
+fn reload(quick: bool) -> Vec<Value> {
+    let reloads = if quick { 21 } else { 101 };
+    let layout = Layout::new();
+    let dir = layout.add_bench_plugin(BENCH_PLUGIN, &mark(0));
+    let reload = ReloadConfig { max_retired_generations: 1000, ..ReloadConfig::default() };
+    let host = Arc::new(Host::new(HostConfig { reload, ..layout.config() }).unwrap());
+    assert!(host.load_all().failures.is_empty());
+    let events = host.subscribe();
+    let _watcher = host.watch().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (calls, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    // One caller through the generic call, one through a per-thread typed handle.
+    let callers: Vec<_> = [false, true]
+        .into_iter()
+        .map(|typed| {
+            let (host, stop, calls, failed) = (host.clone(), stop.clone(), calls.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let plugin = host.plugin(BENCH_PLUGIN).unwrap();
+                let math = plugin.typed::<MathV1>().local();
+                while !stop.load(Ordering::Relaxed) {
+                    let ok = if typed { math.call(|m| m.add(40, 2)).is_ok() } else { plugin.call("mark", b"").is_ok() };
+                    if !ok {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let plugin = host.plugin(BENCH_PLUGIN).unwrap();
+    let target = dir.join(library_file(BENCH_PLUGIN));
+    let mut latencies = Vec::new();
+    for n in 1..=reloads {
+        let build = bench_plugin_copy(BENCH_PLUGIN, &mark(n));
+        install_atomically(&target, &build);
+        let written = Instant::now();
+        wait_for_reload(&events, BENCH_PLUGIN);
+        latencies.push(written.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(plugin.call("mark", b"").unwrap(), mark(n).as_bytes(), "the new build serves");
+    }
+    stop.store(true, Ordering::Relaxed);
+    callers.into_iter().for_each(|c| c.join().unwrap());
+    let debounce = host.config().reload.debounce.as_secs_f64() * 1e3;
+    vec![
+        figure("reload/latency", "ms", latencies),
+        figure("reload/debounce", "ms", vec![debounce]),
+        figure("reload/calls", "calls", vec![calls.load(Ordering::Relaxed) as f64]),
+        figure("reload/failed-calls", "calls", vec![failed.load(Ordering::Relaxed) as f64]),
+    ]
+}
+
+const GENERATIONS: usize = 50;
+
+fn memory() -> Vec<Value> {
+    let layout = Layout::new();
+    layout.add_bench_plugin(BENCH_PLUGIN, &mark(0));
+    let output =
+        Command::new(env::current_exe().unwrap()).arg("--child-memory").arg(layout.plugins()).output().unwrap();
+    assert!(output.status.success(), "memory child failed: {}", String::from_utf8_lossy(&output.stderr));
+    let figures: Vec<f64> =
+        String::from_utf8(output.stdout).unwrap().split_whitespace().map(|v| v.parse().unwrap()).collect();
+    let [resident, mapped, file] = figures[..] else { panic!("unexpected child output {figures:?}") };
+    vec![
+        figure("memory/resident-per-generation", "KiB", vec![resident]),
+        figure("memory/mapped-per-generation", "KiB", vec![mapped]),
+        figure("memory/library-file", "KiB", vec![file]),
+    ]
+}
+
+/// `VmRSS` and `VmSize` of this process, in KiB.
+fn status_kib() -> (f64, f64) {
+    let status = fs::read_to_string("/proc/self/status").expect("/proc/self/status (Linux)");
+    let field = |name: &str| -> f64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    (field("VmRSS:"), field("VmSize:"))
+}
+
+fn child_memory(plugins: &Path) {
+    let state = tempfile::tempdir().unwrap();
+    let reload = ReloadConfig { max_retired_generations: 1000, ..ReloadConfig::default() };
+    let host = Host::new(HostConfig { reload, ..config(plugins, state.path()) }).unwrap();
+    assert!(host.load_all().failures.is_empty());
+    let plugin = host.plugin(BENCH_PLUGIN).unwrap();
+    let target: PathBuf = plugins.join(BENCH_PLUGIN).join(library_file(BENCH_PLUGIN));
+    // One reload first, so what every later one adds is measured (not the first-time setup of the host).
+    let reload_to = |n: usize| {
+        install_atomically(&target, &bench_plugin_copy(BENCH_PLUGIN, &mark(n)));
+        let report = host.load_all();
+        assert_eq!(report.reloaded.len(), 1, "{:?}", report.failures.first());
+        assert_eq!(plugin.call("mark", b"").unwrap(), mark(n).as_bytes());
+    };
+    reload_to(1);
+    let (rss_before, size_before) = status_kib();
+    for n in 2..2 + GENERATIONS {
+        reload_to(n);
+    }
+    let (rss_after, size_after) = status_kib();
+    let file = fs::metadata(&target).unwrap().len() as f64 / 1024.0;
+    let per = |before: f64, after: f64| (after - before) / GENERATIONS as f64;
+    println!("{} {} {}", per(rss_before, rss_after), per(size_before, size_after), file);
+}

@@ -119,27 +119,30 @@ fn payload(c: &mut Criterion, loaded: &Loaded) {
 }
 
 /// Runs the caller `make` returns `iters` times on each of `threads` threads started together (each thread
-/// makes its own); returns the CPU time of all calls divided over `threads` (wall time x busy cores / threads),
-/// so criterion's per-iteration figure is the CPU time of one call.
+/// makes its own); returns the CPU time of all calls divided over `threads` (wall time from the first start
+/// to the last end x busy cores / threads), so criterion's per-iteration figure is the CPU time of one call.
 fn on_threads<C: FnMut()>(threads: usize, iters: u64, make: impl Fn() -> C + Sync) -> Duration {
-    let start = Barrier::new(threads + 1);
-    let began = std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                let mut call = make();
-                start.wait();
-                for _ in 0..iters {
-                    call();
-                }
-            });
-        }
-        start.wait();
-        // Leaving the scope joins every thread.
-        Instant::now()
+    let start = Barrier::new(threads);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
+        let running: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut call = make();
+                    start.wait();
+                    let began = Instant::now();
+                    for _ in 0..iters {
+                        call();
+                    }
+                    (began, Instant::now())
+                })
+            })
+            .collect();
+        running.into_iter().map(|thread| thread.join().unwrap()).collect()
     });
-    let elapsed = began.elapsed();
+    let first = spans.iter().map(|(began, _)| *began).min().unwrap();
+    let last = spans.iter().map(|(_, ended)| *ended).max().unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(threads);
-    elapsed * cores as u32 / threads as u32
+    (last - first) * cores as u32 / threads as u32
 }
 
 fn threads(c: &mut Criterion, loaded: &Loaded) {

@@ -292,7 +292,7 @@ impl Inner {
         self.check_retired_limit(manifest)?;
         let generation = self.build(manifest, verified, &|_, _| {})?;
         hand_over_state(serving, &generation)?;
-        self.accept(vec![generation])?;
+        self.accept(vec![generation]).map_err(|reason| self.versions.record_error(&reason))?;
         Ok(Reload::Swapped)
     }
 
@@ -358,8 +358,9 @@ impl Inner {
 
     /// The last step before generations serve: their versions are recorded as accepted, in one write (so an
     /// older one is refused later), then each is swapped in; a library not signed by a trusted key is
-    /// reported. If the record cannot be written, none of them serves.
-    fn accept(&self, generations: Vec<Generation>) -> Result<(), LoadError> {
+    /// reported. If the record cannot be written, none of them serves; the error is the reason (see
+    /// [`AcceptedVersions::record_error`]).
+    fn accept(&self, generations: Vec<Generation>) -> Result<(), String> {
         let manifests: Vec<&Manifest> = generations.iter().map(|g| &g.manifest).collect();
         self.versions.record(&manifests)?;
         for generation in generations {
@@ -424,7 +425,7 @@ impl Inner {
                     Ok(true) => {
                         let stamp = FileStamp::of_library(&manifest);
                         match self.prepare_new(&manifest) {
-                            Ok(generation) => ready.push((generation, stamp)),
+                            Ok(generation) => ready.push((generation, (manifest, stamp))),
                             Err(error) => {
                                 known.insert(manifest.name.clone(), None);
                                 if self.still_being_written(scope, &manifest, &error) {
@@ -441,14 +442,14 @@ impl Inner {
                     }
                 }
             }
-            let manifests: Vec<(Manifest, Option<FileStamp>)> =
-                ready.iter().map(|(generation, stamp)| (generation.manifest.clone(), *stamp)).collect();
-            let accepted = self.accept(ready.into_iter().map(|(generation, _)| generation).collect());
-            for (manifest, stamp) in manifests {
-                known.insert(manifest.name.clone(), accepted.is_ok().then(|| manifest.version.clone()));
-                match &accepted {
-                    Ok(()) => report.loaded.push(manifest.name.clone()),
-                    Err(error) => self.fail(report, &manifest, stamp, self.versions.record_error(error)),
+            let (generations, attempts): (Vec<Generation>, Vec<(Manifest, Option<FileStamp>)>) =
+                ready.into_iter().unzip();
+            let recorded = self.accept(generations);
+            for (manifest, stamp) in attempts {
+                known.insert(manifest.name.clone(), recorded.is_ok().then(|| manifest.version.clone()));
+                match &recorded {
+                    Ok(()) => report.loaded.push(manifest.name),
+                    Err(reason) => self.fail(report, &manifest, stamp, self.versions.record_error(reason)),
                 }
             }
             pending = waiting;

@@ -139,7 +139,7 @@ impl TrustedKey {
     /// sign their own plugins.
     pub fn from_file(path: &Path) -> Result<TrustedKey, String> {
         let canonical = fs::canonicalize(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        check_permissions(&canonical).map_err(|e| e.to_string())?;
+        check_permissions(&[&canonical]).map_err(|e| e.to_string())?;
         let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         TrustedKey::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
@@ -281,15 +281,17 @@ pub(crate) fn check_checksum_file(manifest: &Manifest, library: &Path, sha256: &
     Ok(())
 }
 
-/// Refuses `path` (canonical) when it, or a directory above it, could be changed by someone other than this
+/// Refuses any of `paths` (canonical) when it, or a directory above it, could be changed by someone other than this
 /// user or root: writable by group or others (except a sticky directory, where others cannot replace what
 /// they do not own), or owned by another user.
 #[cfg(unix)]
-pub(crate) fn check_permissions(path: &Path) -> Result<(), LoadError> {
+pub(crate) fn check_permissions(paths: &[&Path]) -> Result<(), LoadError> {
     use std::os::unix::fs::MetadataExt;
     let user = rustix::process::geteuid().as_raw();
-    let mut current = Some(path);
-    while let Some(entry) = current {
+    // The paths usually share their directories: each entry is looked at once.
+    let mut checked = std::collections::BTreeSet::new();
+    let entries = paths.iter().flat_map(|path| path.ancestors());
+    for entry in entries.filter(|entry| checked.insert(*entry)) {
         let metadata = fs::metadata(entry).map_err(|source| LoadError::Io { path: entry.to_owned(), source })?;
         let (mode, owner) = (metadata.mode() & 0o7777, metadata.uid());
         let refuse = |reason: String| Err(LoadError::UnsafePermissions { path: entry.to_owned(), mode, reason });
@@ -306,14 +308,13 @@ pub(crate) fn check_permissions(path: &Path) -> Result<(), LoadError> {
                 entry.display()
             ));
         }
-        current = entry.parent();
     }
     Ok(())
 }
 
 /// Windows and other platforms: file ACLs are not checked (documented in the ops guide).
 #[cfg(not(unix))]
-pub(crate) fn check_permissions(_path: &Path) -> Result<(), LoadError> {
+pub(crate) fn check_permissions(_paths: &[&Path]) -> Result<(), LoadError> {
     Ok(())
 }
 
@@ -399,8 +400,8 @@ impl AcceptedVersions {
 
     /// Records that the versions of `manifests` were accepted, where they are the highest so far, in one
     /// write. The file is read again first (another host may share the data directory) and replaced
-    /// atomically.
-    pub(crate) fn record(&self, manifests: &[&Manifest]) -> Result<(), LoadError> {
+    /// atomically. The error is the reason it could not be written ([`AcceptedVersions::record_error`]).
+    pub(crate) fn record(&self, manifests: &[&Manifest]) -> Result<(), String> {
         let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
         let newer: Vec<&&Manifest> = manifests
             .iter()
@@ -409,8 +410,7 @@ impl AcceptedVersions {
         if newer.is_empty() {
             return Ok(());
         }
-        let failed = |reason: String| LoadError::VersionRecord { path: self.path.clone(), reason };
-        let mut merged = read_accepted(&self.path).map_err(failed)?;
+        let mut merged = read_accepted(&self.path)?;
         let mut accepted = versions.clone();
         accepted.extend(newer.iter().map(|m| (m.name.as_str().to_owned(), m.version.clone())));
         for (plugin, version) in accepted {
@@ -420,21 +420,16 @@ impl AcceptedVersions {
         }
         let text = format!(
             "# The highest version of each plugin this host has accepted (written by berth; do not edit).\n# An older version is refused unless its manifest pins it: pin = \"<version>\".\n{}",
-            toml::to_string(&AcceptedFile { accepted: merged.clone() }).map_err(|e| failed(e.to_string()))?
+            toml::to_string(&AcceptedFile { accepted: merged.clone() }).map_err(|e| e.to_string())?
         );
-        write_atomically(&self.path, text.as_bytes()).map_err(|e| failed(e.to_string()))?;
+        write_atomically(&self.path, text.as_bytes()).map_err(|e| e.to_string())?;
         *versions = merged;
         Ok(())
     }
 
-    /// The refusal of each plugin of a batch whose record could not be written (`error`, from
-    /// [`AcceptedVersions::record`]).
-    pub(crate) fn record_error(&self, error: &LoadError) -> LoadError {
-        let reason = match error {
-            LoadError::VersionRecord { reason, .. } => reason.clone(),
-            other => other.to_string(),
-        };
-        LoadError::VersionRecord { path: self.path.clone(), reason }
+    /// The refusal of a plugin whose version could not be recorded, for `reason`.
+    pub(crate) fn record_error(&self, reason: &str) -> LoadError {
+        LoadError::VersionRecord { path: self.path.clone(), reason: reason.to_owned() }
     }
 }
 

@@ -137,8 +137,7 @@ pub(crate) fn verify_library(manifest: &Manifest, config: &TrustConfig) -> Resul
     }
     if config.strict_modes {
         let manifest_path = fs::canonicalize(&manifest.path).map_err(io_error(&manifest.path))?;
-        trust::check_permissions(&manifest_path)?;
-        trust::check_permissions(&source)?;
+        trust::check_permissions(&[&manifest_path, &source])?;
     }
     // Checked before opening: opening a FIFO or a device could block or have effects.
     let before = fs::metadata(&source).map_err(io_error(&source))?;
@@ -311,10 +310,11 @@ impl PrivateCache {
 
     /// Writes `bytes` (whose digest is `sha256`) into the cache unless a copy with exactly these bytes is
     /// already there, and returns the copy's path: the file opened holds the very bytes that were hashed and
-    /// checked. The copy is written under a temporary name and renamed, and it is made read-only. It is not
-    /// synced: after a power cut the name may hold incomplete bytes, which the comparison above never
-    /// reuses (and a sync per plugin would cost more than the rest of its load). A copy under the digest's name whose bytes differ (a damaged
-    /// cache) is left alone, since a library at that path may be mapped already; the bytes go to a fresh name.
+    /// checked. A copy under the digest's name whose bytes differ (a damaged cache) is left alone, since a
+    /// library at that path may be mapped already; the bytes go to a fresh name. A new copy is written under a
+    /// temporary name, made read-only and renamed. It is not synced: after a power cut the name may hold
+    /// incomplete bytes, which the byte-for-byte comparison never reuses (and a sync per plugin would cost more
+    /// than the rest of its load).
     pub(crate) fn store(&self, sha256: &str, bytes: &[u8]) -> Result<PathBuf, LoadError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let unique = || format!("{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));

@@ -108,24 +108,41 @@ fn bundle_plugin(
             "[library] pins sha256 {expected}, but the library just built has {sha256}; update or remove the pin"
         )));
     }
-    let statement = statement(plugin.as_str(), &manifest.version, HOST_TARGET, &sha256);
-    let bundle = Bundle::new(&text, &entry.path, library).map_err(|e| in_manifest(e.to_string()))?;
-    let path = out.join(bundle.file_name(HOST_TARGET).map_err(|e| in_manifest(e.to_string()))?);
+    let (path, signed) = write_bundle(&manifest_path, &text, &entry.path, library, key, out)?;
+    let written = fs::read(&path).map_err(|e| format!("cannot read {} back: {e}", path.display()))?;
+    let kib = written.len() as f64 / 1024.0;
+    Ok(format!("{}  {kib:.1} KiB  sha256 {}  {signed}", path.display(), sha256_hex(&written)))
+}
+
+/// Writes a bundle of `library` (named `library_name`) and `manifest` (the text of the manifest at
+/// `manifest_path`) into `out`, signed by `key` when given: a signature already in the bundle at that path is
+/// kept while it is still the key's valid one. Returns the bundle's path and how it is signed.
+pub(crate) fn write_bundle(
+    manifest_path: &Path,
+    manifest: &str,
+    library_name: &str,
+    library: Vec<u8>,
+    key: Option<&SigningKey>,
+    out: &Path,
+) -> Result<(PathBuf, String), String> {
+    let in_manifest = |error: BundleError| format!("{}: {error}", manifest_path.display());
+    let bundle = Bundle::new(manifest, library_name, library).map_err(in_manifest)?;
+    let path = out.join(bundle.file_name(HOST_TARGET).map_err(in_manifest)?);
     let (bundle, signed) = match key {
         None => (bundle, "unsigned".to_owned()),
         Some(key) => {
             let previous = Bundle::read(&path).ok();
-            let library = bundle.library().map_err(|e| in_manifest(e.to_string()))?;
+            let version = bundle.version().map_err(in_manifest)?;
+            let library = bundle.library().map_err(in_manifest)?;
+            let statement = statement(bundle.name().as_str(), &version, HOST_TARGET, &sha256_hex(library));
             let (Signature::Kept(signature) | Signature::New(signature)) =
                 sign_library(key, library, &statement, previous.as_ref().and_then(Bundle::signature))?;
-            let bundle = bundle.with_signature(signature).map_err(|e| in_manifest(e.to_string()))?;
+            let bundle = bundle.with_signature(signature).map_err(in_manifest)?;
             (bundle, format!("signed by key {}", key.id))
         }
     };
     bundle.write(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    let written = fs::read(&path).map_err(|e| format!("cannot read {} back: {e}", path.display()))?;
-    let kib = written.len() as f64 / 1024.0;
-    Ok(format!("{}  {kib:.1} KiB  sha256 {}  {signed}", path.display(), sha256_hex(&written)))
+    Ok((path, signed))
 }
 
 /// Signs the library in the bundle at `path` with the secret key at `key`, for the target the bundle's file

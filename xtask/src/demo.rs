@@ -13,11 +13,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use std::{env, fs};
 
+use berth::Manifest;
 use berth::trust::{HOST_TARGET, signature_path, statement};
-use berth::{Bundle, Manifest};
 
+use crate::bundle::write_bundle;
 use crate::keys::{self, SigningKey};
-use crate::{cargo, library_file, root, run, sha256_hex};
+use crate::{cargo, library_file, root, run, sha256_hex, target_dir};
 
 /// The example plugins the demo calls: crate name = plugin name = manifest file stem.
 const PLUGINS: [&str; 4] = ["greeter", "quota", "text-filters", "webhook-signer"];
@@ -27,8 +28,7 @@ const DEMO_WEBHOOK_KEY: &str = "demo-key-not-a-secret-0123456789";
 
 /// Signs `library` for the plugin and version `manifest` gives, on this target: writes `<library>.minisig`.
 fn sign(key: &SigningKey, manifest: &Path, library: &Path) -> Result<(), String> {
-    let text = fs::read_to_string(manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
-    let manifest = Manifest::parse(manifest, &text).map_err(|e| e.to_string())?;
+    let manifest = Manifest::load(manifest).map_err(|e| e.to_string())?;
     let bytes = fs::read(library).map_err(|e| format!("{}: {e}", library.display()))?;
     let statement = statement(manifest.name.as_str(), &manifest.version, HOST_TARGET, &sha256_hex(&bytes));
     let signature_file = signature_path(library);
@@ -41,7 +41,7 @@ fn step(title: &str) {
 
 pub fn demo() -> Result<(), String> {
     let root = root();
-    let target = root.join("target");
+    let target = target_dir(&root);
     step("building the example plugins and the berth CLI");
     let mut build = cargo();
     build.current_dir(&root).args(["build", "--quiet", "-p", "berth"]);
@@ -145,18 +145,13 @@ fn build_greeter_release(root: &Path, demo: &Path) -> Result<PathBuf, String> {
 /// A signed bundle of greeter 1.1.0 (its manifest with the new version), as `cargo xtask bundle --key` makes
 /// one, in `<demo>/bundles`.
 fn signed_bundle(root: &Path, library: &Path, key: &SigningKey, demo: &Path) -> Result<PathBuf, String> {
-    let manifest = fs::read_to_string(root.join("manifests/greeter.toml")).map_err(|e| e.to_string())?;
+    let manifest_path = root.join("manifests/greeter.toml");
+    let manifest = fs::read_to_string(&manifest_path).map_err(|e| e.to_string())?;
     let manifest = manifest.replace("version = \"1.0.0\"", "version = \"1.1.0\"");
     let bytes = fs::read(library).map_err(|e| format!("{}: {e}", library.display()))?;
-    let version = semver::Version::new(1, 1, 0);
-    let statement = statement("greeter", &version, HOST_TARGET, &sha256_hex(&bytes));
-    let signature = key.sign(&bytes, &statement)?;
-    let bundle = Bundle::new(&manifest, &library_file("greeter"), bytes).and_then(|b| b.with_signature(signature));
-    let bundle = bundle.map_err(|e| e.to_string())?;
     let dir = demo.join("bundles");
     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let path = dir.join(bundle.file_name(HOST_TARGET).map_err(|e| e.to_string())?);
-    bundle.write(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (path, _) = write_bundle(&manifest_path, &manifest, &library_file("greeter"), bytes, Some(key), &dir)?;
     Ok(path)
 }
 

@@ -60,7 +60,7 @@ pub fn keygen(dir: &Path) -> Result<(), String> {
 
 /// A minisign key id as minisign prints it.
 fn key_id(keynum: &[u8]) -> String {
-    keynum.try_into().map(berth::trust::key_id).unwrap_or_else(|_| hex::encode_upper(keynum))
+    berth::trust::key_id(keynum.try_into().expect("minisign key ids are 8 bytes"))
 }
 
 /// Whether the minisign secret key file `text` holds a password-protected key: one whose key derivation

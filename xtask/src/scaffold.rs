@@ -156,7 +156,7 @@ pub fn new_plugin(name: &PluginName) -> Result<(), String> {
     {
         return Err(format!("the workspace member {member} is already a package named {name}; choose another name"));
     }
-    let api = api_requirement(&root)?;
+    let api = api_requirement();
 
     let fill = |template: &str| {
         template
@@ -195,17 +195,10 @@ fn camel_case(name: &str) -> String {
 }
 
 /// The requirement a new plugin puts on the host's plugin-api: at least the minor version in the workspace,
-/// `^<major>.<minor>`, read from `plugin-api/Cargo.toml`.
-fn api_requirement(root: &Path) -> Result<String, String> {
-    let path = root.join("plugin-api/Cargo.toml");
-    let manifest = read_toml(&path)?;
-    let version = manifest
-        .get("package")
-        .and_then(|package| package.get("version"))
-        .and_then(|version| version.as_str())
-        .ok_or_else(|| format!("{}: no package.version", path.display()))?;
-    let version = semver::Version::parse(version).map_err(|e| format!("{}: package.version: {e}", path.display()))?;
-    Ok(format!("^{}.{}", version.major, version.minor))
+/// `^<major>.<minor>` (the plugin-api this xtask was built with).
+fn api_requirement() -> String {
+    let version = semver::Version::parse(berth::HOST_API_VERSION).expect("plugin-api's version is semver");
+    format!("^{}.{}", version.major, version.minor)
 }
 
 /// The package name in `<dir>/Cargo.toml`, if it can be read.

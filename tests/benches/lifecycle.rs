@@ -13,8 +13,9 @@
 //! - `reload`: 101 hot reloads through the watcher (default debounce), each a new build put in place by a
 //!   rename; from the rename to the `Reloaded` event (sent right after the swap, and checked with a call that
 //!   the new build answers), while two threads call the plugin without pause and count failures.
-//! - `memory`: a child process reloads the plugin 50 times (`Host::load_all` after each new build); resident
-//!   and mapped memory added per retired generation, read from `/proc/self/status` (Linux only).
+//! - `memory`: a child process reloads the plugin 50 times (`Host::load_all` after each new build, every build
+//!   written out before the first reading); resident and mapped memory added per retired generation, read
+//!   from `/proc/self/status` (Linux only). Three child processes, three samples.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -231,19 +232,28 @@ fn reload(quick: bool) -> Vec<Value> {
 
 const GENERATIONS: usize = 50;
 
+/// Memory samples: each a fresh child process.
+const MEMORY_SAMPLES: usize = 3;
+
 fn memory() -> Vec<Value> {
     let layout = Layout::new();
     layout.add_bench_plugin(BENCH_PLUGIN, &mark(0));
-    let output =
-        Command::new(env::current_exe().unwrap()).arg("--child-memory").arg(layout.plugins()).output().unwrap();
-    assert!(output.status.success(), "memory child failed: {}", String::from_utf8_lossy(&output.stderr));
-    let figures: Vec<f64> =
-        String::from_utf8(output.stdout).unwrap().split_whitespace().map(|v| v.parse().unwrap()).collect();
-    let [resident, mapped, file] = figures[..] else { panic!("unexpected child output {figures:?}") };
+    let (mut resident, mut mapped, mut file) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..MEMORY_SAMPLES {
+        let child = Command::new(env::current_exe().unwrap()).arg("--child-memory").arg(layout.plugins()).output();
+        let output = child.unwrap();
+        assert!(output.status.success(), "memory child failed: {}", String::from_utf8_lossy(&output.stderr));
+        let figures: Vec<f64> =
+            String::from_utf8(output.stdout).unwrap().split_whitespace().map(|v| v.parse().unwrap()).collect();
+        let [r, m, f] = figures[..] else { panic!("unexpected child output {figures:?}") };
+        resident.push(r);
+        mapped.push(m);
+        file.push(f);
+    }
     vec![
-        figure("memory/resident-per-generation", "KiB", vec![resident]),
-        figure("memory/mapped-per-generation", "KiB", vec![mapped]),
-        figure("memory/library-file", "KiB", vec![file]),
+        figure("memory/resident-per-generation", "KiB", resident),
+        figure("memory/mapped-per-generation", "KiB", mapped),
+        figure("memory/library-file", "KiB", file),
     ]
 }
 
@@ -264,13 +274,24 @@ fn child_memory(plugins: &Path) {
     assert!(host.load_all().failures.is_empty());
     let plugin = host.plugin(BENCH_PLUGIN).unwrap();
     let target: PathBuf = plugins.join(BENCH_PLUGIN).join(library_file(BENCH_PLUGIN));
-    // One reload first, so what every later one adds is measured (not the first-time setup of the host).
+    // Every build is written out before the first measurement, so making them adds nothing to it; each
+    // reload then renames one into place.
+    let builds = state.path().join("builds");
+    fs::create_dir(&builds).unwrap();
+    let staged: Vec<PathBuf> = (1..2 + GENERATIONS)
+        .map(|n| {
+            let path = builds.join(n.to_string());
+            fs::write(&path, bench_plugin_copy(BENCH_PLUGIN, &mark(n))).unwrap();
+            path
+        })
+        .collect();
     let reload_to = |n: usize| {
-        install_atomically(&target, &bench_plugin_copy(BENCH_PLUGIN, &mark(n)));
+        fs::rename(&staged[n - 1], &target).unwrap();
         let report = host.load_all();
         assert_eq!(report.reloaded.len(), 1, "{:?}", report.failures.first());
         assert_eq!(plugin.call("mark", b"").unwrap(), mark(n).as_bytes());
     };
+    // One reload first, so what every later one adds is measured (not the first-time setup of the host).
     reload_to(1);
     let (rss_before, size_before) = status_kib();
     for n in 2..2 + GENERATIONS {

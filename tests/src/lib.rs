@@ -297,6 +297,29 @@ fn replace_once(path: &Path, from: &str, to: &str) {
     fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
+/// An example plugin's manifest from `manifests/`, as the tests use it: the webhook signer's key is read from
+/// an environment variable cargo sets for every test process (longer than 16 bytes), so no test needs
+/// `set_var`.
+pub fn example_manifest(plugin: &str) -> String {
+    let text = fs::read_to_string(root().join("manifests").join(format!("{plugin}.toml"))).unwrap();
+    if plugin == "webhook-signer" { text.replace("WEBHOOK_SECRET", "CARGO_PKG_DESCRIPTION") } else { text }
+}
+
+/// Quota 1.1.0: the example with a new version and another wording of its `report` answer.
+pub fn quota_release() -> PathBuf {
+    example_release(
+        "quota",
+        "1.1.0",
+        "format!(\"{n} key(s) at their quota\")",
+        "format!(\"{n} key(s) have used up their quota\")",
+    )
+}
+
+/// The output of a command: stdout, then stderr.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
 /// A manifest for plugin `name` whose Linux library is `library`, with extra TOML lines appended.
 pub fn manifest(name: &str, version: &str, library: &str, extra: &str) -> String {
     format!("name = {name:?}\nversion = {version:?}\napi = \"^1.0\"\n{extra}\n[library]\nlinux = {library:?}\n")
@@ -394,10 +417,9 @@ impl Layout {
         path
     }
 
-    /// Adds an example plugin with its real manifest from `manifests/`.
+    /// Adds an example plugin with its manifest ([`example_manifest`]).
     pub fn add_example(&self, plugin: &str) -> PathBuf {
-        let manifest = fs::read_to_string(root().join("manifests").join(format!("{plugin}.toml"))).unwrap();
-        self.add(plugin, &manifest, &library(plugin), &library_file(plugin))
+        self.add(plugin, &example_manifest(plugin), &library(plugin), &library_file(plugin))
     }
 
     /// Adds the probe plugin built against plugin-api variant `variant`, under its own name.
@@ -437,26 +459,37 @@ impl Layout {
 /// The benchmark plugin's package name, and the name every patched copy's name has the length of.
 pub const BENCH_PLUGIN: &str = "bench-plugin";
 
+/// The benchmark plugin's mark as built (see [`bench_plugin_copy`]).
+const BENCH_MARK: &str = "berth-bench-mark-000000";
+
 /// The benchmark plugin (`tests/fixtures/bench-plugin`) as the bytes of a distinct copy: the package name it
 /// reports replaced by `name` and its `MARK` by `mark`, each of the same length as the original
 /// (`bench-plugin`, 12 bytes; `berth-bench-mark-000000`, 23 bytes). The name is replaced wherever it occurs
-/// (source paths in panic locations and debug info too), the mark exactly once.
+/// (source paths in panic locations and debug info too), the mark exactly once. The library is read and
+/// searched once per process; each copy is a clone with the same-length replacements written in.
 pub fn bench_plugin_copy(name: &str, mark: &str) -> Vec<u8> {
-    let mut bytes = fs::read(library(BENCH_PLUGIN)).unwrap();
-    assert!(patch(&mut bytes, BENCH_PLUGIN, name) >= 1, "{BENCH_PLUGIN:?} not found in its library");
-    assert_eq!(patch(&mut bytes, "berth-bench-mark-000000", mark), 1, "the mark should occur once in the library");
-    bytes
+    static TEMPLATE: OnceLock<(Vec<u8>, Vec<usize>, usize)> = OnceLock::new();
+    let (bytes, names, mark_at) = TEMPLATE.get_or_init(|| {
+        let bytes = fs::read(library(BENCH_PLUGIN)).unwrap();
+        let names = occurrences(&bytes, BENCH_PLUGIN);
+        assert!(!names.is_empty(), "{BENCH_PLUGIN:?} not found in its library");
+        let marks = occurrences(&bytes, BENCH_MARK);
+        assert_eq!(marks.len(), 1, "the mark should occur once in the library");
+        (bytes, names, marks[0])
+    });
+    assert_eq!(name.len(), BENCH_PLUGIN.len(), "{name:?} must have the length of {BENCH_PLUGIN:?}");
+    assert_eq!(mark.len(), BENCH_MARK.len(), "{mark:?} must have the length of {BENCH_MARK:?}");
+    let mut copy = bytes.clone();
+    for &at in names {
+        copy[at..at + name.len()].copy_from_slice(name.as_bytes());
+    }
+    copy[*mark_at..mark_at + mark.len()].copy_from_slice(mark.as_bytes());
+    copy
 }
 
-/// Replaces every occurrence of `from` in `bytes` with `to`, of the same length; returns how many.
-fn patch(bytes: &mut [u8], from: &str, to: &str) -> usize {
-    assert_eq!(from.len(), to.len(), "{to:?} must have the length of {from:?}");
-    let found: Vec<usize> =
-        bytes.windows(from.len()).enumerate().filter(|(_, w)| *w == from.as_bytes()).map(|(at, _)| at).collect();
-    for &at in &found {
-        bytes[at..at + to.len()].copy_from_slice(to.as_bytes());
-    }
-    found.len()
+/// Where `pattern` occurs in `bytes`.
+fn occurrences(bytes: &[u8], pattern: &str) -> Vec<usize> {
+    bytes.windows(pattern.len()).enumerate().filter(|(_, w)| *w == pattern.as_bytes()).map(|(at, _)| at).collect()
 }
 
 /// Waits (at most `timeout`) for the first event matching `wanted`; panics with every event seen if none does.
@@ -502,12 +535,6 @@ pub fn install_atomically(target: &Path, bytes: &[u8]) {
 pub struct SigningKey {
     public: minisign::PublicKey,
     secret: minisign::SecretKey,
-}
-
-impl Default for SigningKey {
-    fn default() -> Self {
-        Self::generate()
-    }
 }
 
 impl SigningKey {
@@ -556,7 +583,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// A bundle of an example plugin's library `library` with its manifest from `manifests/`, the version
 /// replaced by `version`, signed by `key` when given; written into `dir`, and its path returned.
 pub fn example_bundle(plugin: &str, version: &str, library: &Path, key: Option<&SigningKey>, dir: &Path) -> PathBuf {
-    let manifest = fs::read_to_string(root().join("manifests").join(format!("{plugin}.toml"))).unwrap();
+    let manifest = example_manifest(plugin);
     let manifest = manifest.replace("version = \"1.0.0\"", &format!("version = {version:?}"));
     let bytes = fs::read(library).unwrap();
     let mut bundle = Bundle::new(&manifest, &library_file(plugin), bytes.clone()).unwrap();

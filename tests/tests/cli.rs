@@ -118,7 +118,7 @@ fn plugin_directories_come_from_the_flag_the_environment_or_a_config_file() {
     layout.add_example("greeter");
     let run = |envs: &[(&str, &Path)], args: &[&str]| -> String {
         let mut command = layout.berth_without_plugin_dirs();
-        command.args(args).current_dir(layout.plugins().parent().unwrap().join("cache").parent().unwrap());
+        command.args(args).current_dir(layout.plugins().parent().unwrap());
         for (key, value) in envs {
             command.env(key, value);
         }

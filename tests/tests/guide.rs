@@ -112,7 +112,7 @@ fn the_authors_guide_runs_as_written_from_new_plugin_to_a_signed_install_in_a_ru
             continue;
         }
         let output = shell(command, workspace.path(), state.path()).output().unwrap();
-        let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let printed = berth_tests::output_text(&output);
         assert!(output.status.success(), "`{command}` failed:\n{printed}");
         if let Some((_, words)) = PRINTS.iter().find(|(prefix, _)| command.starts_with(prefix)) {
             assert!(printed.contains(words), "`{command}` did not print {words:?}:\n{printed}");

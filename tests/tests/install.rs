@@ -3,19 +3,12 @@
 //! `check --host-api`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use berth_tests::{BerthRun, Layout, SigningKey, example_bundle, example_release, library, library_file, sha256_hex};
-
-fn quota_release() -> PathBuf {
-    example_release(
-        "quota",
-        "1.1.0",
-        "format!(\"{n} key(s) at their quota\")",
-        "format!(\"{n} key(s) have used up their quota\")",
-    )
-}
+use berth_tests::{
+    BerthRun, Layout, SigningKey, example_bundle, library, library_file, output_text, quota_release, sha256_hex,
+};
 
 /// A trusted key, written where `--trusted-key` can read it, and the flags that enforce it.
 fn enforcing(layout: &Layout, key: &SigningKey) -> Vec<String> {
@@ -28,8 +21,10 @@ fn berth(layout: &Layout, flags: &[String], args: &[&str]) -> Output {
     layout.berth().args(flags).args(args).output().expect("berth runs")
 }
 
-fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+/// Asserts that `output` (stdout, then stderr) contains `words`, showing it all when it does not.
+fn assert_printed(output: &Output, words: &str) {
+    let text = output_text(output);
+    assert!(text.contains(words), "{words:?} not in:\n{text}");
 }
 
 fn installed_version(layout: &Layout, plugin: &str) -> String {
@@ -50,7 +45,7 @@ fn a_signed_bundle_is_verified_and_installed_into_a_running_host_that_enforces_s
     let install = |bundle: &Path| berth(&layout, &flags, &["install", &bundle.to_string_lossy()]);
 
     let output = install(&quota);
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let mut command = layout.berth();
     command.args(&flags).args(["run", "--call", r#"greeter greet {"name":"ops"}"#, "--every", "50ms"]);
     let mut run = BerthRun::start(command);
@@ -59,7 +54,7 @@ fn a_signed_bundle_is_verified_and_installed_into_a_running_host_that_enforces_s
     run.wait_line(|l| l.starts_with("call greeter greet: error: no plugin named \"greeter\""));
 
     let output = install(&greeter);
-    let out = text(&output);
+    let out = output_text(&output);
     assert!(output.status.success(), "{out}");
     assert!(out.contains(&format!("trust:      signed by trusted key {}", key.trusted().id())), "{out}");
     assert!(out.contains("installed greeter 1.0.0 in "), "{out}");
@@ -68,8 +63,8 @@ fn a_signed_bundle_is_verified_and_installed_into_a_running_host_that_enforces_s
 
     // An upgrade swaps the whole directory in one step: the running host reloads it.
     let output = install(&quota_next);
-    assert!(text(&output).contains("installed quota 1.1.0"), "{}", text(&output));
-    assert!(text(&output).contains("replacing 1.0.0"), "{}", text(&output));
+    assert_printed(&output, "installed quota 1.1.0");
+    assert_printed(&output, "replacing 1.0.0");
     run.wait_line(|l| l.starts_with("event: quota: reloaded 1.0.0 (generation 1) -> 1.1.0 (generation 2)"));
     let rest = run.stop();
     assert!(!rest.iter().any(|l| l.contains("failed")), "{rest:?}");
@@ -106,7 +101,7 @@ fn an_interrupted_install_leaves_the_installed_version_in_place() {
     assert_eq!(leftover.len(), 1, "the interrupted install left its hidden staging directory");
     // A host ignores the leftover and serves the old version.
     let list = berth(&layout, &[], &["list"]);
-    let listed = text(&list);
+    let listed = output_text(&list);
     assert!(listed.contains("quota") && listed.contains("1.0.0") && listed.contains("active"), "{listed}");
     assert!(!listed.contains("failed"), "{listed}");
 
@@ -116,12 +111,12 @@ fn an_interrupted_install_leaves_the_installed_version_in_place() {
     fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let output = berth(&layout, &[], &["install", &truncated.to_string_lossy()]);
     assert!(!output.status.success());
-    assert!(text(&output).contains("is not a usable Berth bundle"), "{}", text(&output));
+    assert_printed(&output, "is not a usable Berth bundle");
     assert_eq!(installed_version(&layout, "quota"), "1.0.0");
 
     // The next install completes and clears the leftover.
     let output = berth(&layout, &[], &["install", &new.to_string_lossy()]);
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     assert_eq!(installed_version(&layout, "quota"), "1.1.0");
     assert_eq!(fs::read_dir(layout.plugins()).unwrap().count(), 1, "only quota/ remains");
 }
@@ -135,7 +130,7 @@ fn install_refuses_a_bad_signature_and_an_older_version_unless_pinned() {
     let forged = example_bundle("quota", "1.1.0", &quota_release(), Some(&stranger), bundles.path());
     let output = berth(&layout, &flags, &["install", &forged.to_string_lossy()]);
     assert!(!output.status.success());
-    assert!(text(&output).contains("which is not one of the 1 trusted key(s)"), "{}", text(&output));
+    assert_printed(&output, "which is not one of the 1 trusted key(s)");
     assert!(!layout.plugins().join("quota").exists(), "nothing was installed");
 
     let new = example_bundle("quota", "1.1.0", &quota_release(), Some(&key), bundles.path());
@@ -143,17 +138,17 @@ fn install_refuses_a_bad_signature_and_an_older_version_unless_pinned() {
     let old = example_bundle("quota", "1.0.0", &library("quota"), Some(&key), bundles.path());
     let output = berth(&layout, &flags, &["install", &old.to_string_lossy()]);
     assert!(!output.status.success());
-    let message = text(&output);
+    let message = output_text(&output);
     assert!(message.contains("version 1.1.0 is installed and the bundle holds the older 1.0.0"), "{message}");
     assert!(message.contains("--pin"), "{message}");
     assert_eq!(installed_version(&layout, "quota"), "1.1.0");
 
     let output = berth(&layout, &flags, &["install", "--pin", &old.to_string_lossy()]);
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let manifest = fs::read_to_string(layout.plugins().join("quota/quota.toml")).unwrap();
     assert!(manifest.contains("pin = \"1.0.0\""), "{manifest}");
     let check = berth(&layout, &flags, &["check"]);
-    assert!(check.status.success(), "the pinned roll-back loads: {}", text(&check));
+    assert!(check.status.success(), "the pinned roll-back loads: {}", output_text(&check));
 }
 
 #[test]
@@ -164,7 +159,7 @@ fn verify_checks_a_bundle_or_an_installed_plugin_as_a_host_would() {
     let bundles = tempfile::tempdir().unwrap();
     let signed = example_bundle("greeter", "1.0.0", &library("greeter"), Some(&key), bundles.path());
     let output = berth(&layout, &flags, &["verify", &signed.to_string_lossy()]);
-    let out = text(&output);
+    let out = output_text(&output);
     assert!(output.status.success(), "{out}");
     assert!(out.contains("plugin:     greeter 1.0.0") && out.contains("signed by trusted key"), "{out}");
     assert!(out.contains("verified: it passes every check a host with this configuration makes"), "{out}");
@@ -172,12 +167,12 @@ fn verify_checks_a_bundle_or_an_installed_plugin_as_a_host_would() {
     layout.add_example("quota");
     let output = berth(&layout, &flags, &["verify", "quota"]);
     assert!(!output.status.success());
-    assert!(text(&output).contains("is not signed"), "{}", text(&output));
+    assert_printed(&output, "is not signed");
     let output = berth(&layout, &[], &["verify", "quota"]);
-    assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("untrusted: no signature"), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert_printed(&output, "untrusted: no signature");
     let output = berth(&layout, &[], &["verify", "nothing-here"]);
-    assert!(text(&output).contains("no plugin named \"nothing-here\" is installed"), "{}", text(&output));
+    assert_printed(&output, "no plugin named \"nothing-here\" is installed");
 }
 
 #[test]
@@ -189,20 +184,20 @@ fn enable_and_disable_edit_the_manifest_keeping_its_comments_and_layout() {
     assert!(original.starts_with('#'), "the example manifest opens with a comment");
 
     let output = berth(&layout, &[], &["disable", "greeter"]);
-    assert!(text(&output).contains("greeter: disabled in"), "{}", text(&output));
+    assert_printed(&output, "greeter: disabled in");
     let disabled = fs::read_to_string(&manifest).unwrap();
     let added: Vec<&str> = disabled.lines().filter(|line| !original.lines().any(|o| o == *line)).collect();
     assert_eq!(added, ["enabled = false"], "only the one line changes:\n{disabled}");
     let kept: Vec<&str> = disabled.lines().filter(|line| *line != "enabled = false").collect();
     assert_eq!(kept, original.lines().collect::<Vec<_>>(), "comments, order and layout are kept");
-    let list = text(&berth(&layout, &[], &["list"]));
+    let list = output_text(&berth(&layout, &[], &["list"]));
     assert!(list.contains("disabled"), "{list}");
 
-    assert!(text(&berth(&layout, &[], &["disable", "greeter"])).contains("already disabled"));
+    assert!(output_text(&berth(&layout, &[], &["disable", "greeter"])).contains("already disabled"));
     let output = berth(&layout, &[], &["enable", "greeter"]);
-    assert!(text(&output).contains("greeter: enabled in"), "{}", text(&output));
+    assert_printed(&output, "greeter: enabled in");
     assert_eq!(fs::read_to_string(&manifest).unwrap(), disabled.replace("enabled = false", "enabled = true"));
-    assert!(text(&berth(&layout, &[], &["list"])).contains("active"));
+    assert!(output_text(&berth(&layout, &[], &["list"])).contains("active"));
 }
 
 #[test]
@@ -215,13 +210,13 @@ fn check_host_api_tells_which_plugins_would_load_on_another_plugin_api() {
     fs::write(&manifest, text_of.replace("api = \"^1.0\"", "api = \">=1.0\"")).unwrap();
 
     let output = berth(&layout, &[], &["check", "--host-api", "1.9.0"]);
-    let out = text(&output);
+    let out = output_text(&output);
     assert!(output.status.success(), "{out}");
     assert!(out.contains("ok   greeter 1.0.0 would load on plugin-api 1.9.0"), "{out}");
     assert!(out.contains("2 of 2 plugin(s) would load on plugin-api 1.9.0"), "{out}");
 
     let output = berth(&layout, &[], &["check", "--host-api", "2.0.0"]);
-    let out = text(&output);
+    let out = output_text(&output);
     assert!(!output.status.success(), "{out}");
     assert!(
         out.contains(
@@ -244,7 +239,7 @@ fn an_upgrade_keeps_what_ops_set_and_a_publisher_cannot_pin_for_them() {
     let old = example_bundle("quota", "1.0.0", &library("quota"), None, bundles.path());
     assert!(berth(&layout, &[], &["install", &old.to_string_lossy()]).status.success());
     // An unsigned bundle is checked without running its code.
-    let verified = text(&berth(&layout, &[], &["verify", &old.to_string_lossy()]));
+    let verified = output_text(&berth(&layout, &[], &["verify", &old.to_string_lossy()]));
     assert!(verified.contains("abi:        not checked"), "{verified}");
     let manifest = layout.plugins().join("quota/quota.toml");
     assert!(berth(&layout, &[], &["disable", "quota"]).status.success());
@@ -255,9 +250,9 @@ fn an_upgrade_keeps_what_ops_set_and_a_publisher_cannot_pin_for_them() {
 
     let new = example_bundle("quota", "1.1.0", &quota_release(), None, bundles.path());
     let output = berth(&layout, &[], &["install", &new.to_string_lossy()]);
-    assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("kept:       `enabled`"), "{}", text(&output));
-    assert!(text(&output).contains("kept:       `config`"), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert_printed(&output, "kept:       `enabled`");
+    assert_printed(&output, "kept:       `config`");
     let upgraded = fs::read_to_string(&manifest).unwrap();
     assert!(upgraded.contains("version = \"1.1.0\"") && upgraded.contains("enabled = false"), "{upgraded}");
     assert!(upgraded.ends_with(ops_config), "the [config] ops wrote is kept as written:\n{upgraded}");
@@ -268,7 +263,7 @@ fn an_upgrade_keeps_what_ops_set_and_a_publisher_cannot_pin_for_them() {
 
     // A bundle whose manifest pins its own (older) version is refused: only ops pin.
     fs::remove_dir_all(layout.plugins().join("quota")).unwrap();
-    let text_of = fs::read_to_string(berth_tests::root().join("manifests/quota.toml")).unwrap();
+    let text_of = berth_tests::example_manifest("quota");
     let pinned = berth::Bundle::new(
         &text_of.replace("api = ", "pin = \"1.0.0\"\napi = "),
         &library_file("quota"),
@@ -279,9 +274,9 @@ fn an_upgrade_keeps_what_ops_set_and_a_publisher_cannot_pin_for_them() {
     pinned.write(&pinned_path).unwrap();
     let output = berth(&layout, &[], &["install", &pinned_path.to_string_lossy()]);
     assert!(!output.status.success());
-    assert!(text(&output).contains("only ops pin a version"), "{}", text(&output));
+    assert_printed(&output, "only ops pin a version");
     // And the record of accepted versions is checked before anything is unpacked.
     let output = berth(&layout, &[], &["install", &old.to_string_lossy()]);
     assert!(!output.status.success());
-    assert!(text(&output).contains("this host has accepted 1.1.0"), "{}", text(&output));
+    assert_printed(&output, "this host has accepted 1.1.0");
 }

@@ -19,12 +19,7 @@ fn all_examples() -> Layout {
 
 #[test]
 fn several_plugins_side_by_side_each_answer_for_themselves() {
-    // The signer reads its key from the environment variable its manifest names. Point it at one cargo sets
-    // for every test process (longer than 16 bytes), so the test needs no `set_var`.
     let layout = all_examples();
-    let manifest = layout.plugins().join("webhook-signer/webhook-signer.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap().replace("WEBHOOK_SECRET", "CARGO_PKG_DESCRIPTION");
-    std::fs::write(&manifest, text).unwrap();
     let host = layout.host();
     let report = host.load_all();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
@@ -198,9 +193,7 @@ fn lifecycle_transitions_are_events() {
 fn a_disabled_plugin_is_registered_but_not_loaded() {
     let layout = Layout::new();
     let path = layout.add_example("greeter");
-    let manifest = path.join("greeter.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap().replace("description", "enabled = false\ndescription");
-    std::fs::write(&manifest, text).unwrap();
+    berth::manifest::set_enabled(&path.join("greeter.toml"), false).unwrap();
     let host = layout.host();
     let report = host.load_all();
     assert_eq!(report.disabled.len(), 1);

@@ -143,7 +143,7 @@ fn an_invalid_api_requirement_is_refused() {
 fn a_duplicate_plugin_name_refuses_both_manifests() {
     let layout = Layout::new();
     layout.add_example("greeter");
-    let text = fs::read_to_string(berth_tests::root().join("manifests/greeter.toml")).unwrap();
+    let text = berth_tests::example_manifest("greeter");
     layout.add("greeter-copy", &text, &library("greeter"), &library_file("greeter"));
     let host = layout.host();
     let report = host.load_all();
@@ -199,11 +199,7 @@ fn a_sha256_mismatch_is_refused_with_both_digests() {
 #[test]
 fn a_matching_sha256_loads() {
     let layout = Layout::new();
-    let digest = {
-        use std::process::Command;
-        let out = Command::new("sha256sum").arg(library("greeter")).output().unwrap();
-        String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
-    };
+    let digest = berth_tests::sha256_hex(&fs::read(library("greeter")).unwrap());
     let text = format!(
         "name = \"greeter\"\nversion = \"1.0.0\"\napi = \"^1\"\n[library]\nlinux = {{ path = \"libgreeter.so\", sha256 = \"{digest}\" }}\n"
     );

@@ -262,12 +262,12 @@ fn a_call_in_flight_finishes_on_the_generation_it_started_on() {
 }
 
 /// A broken new version: how to break it, and words its refusal must contain.
-type Breakage = (&'static str, fn(&Layout, &Path), &'static str);
+type Breakage = (&'static str, fn(&Path), &'static str);
 
 const BREAKAGES: &[Breakage] = &[
     (
         "a truncated library",
-        |_, dir| {
+        |dir| {
             let bytes = fs::read(Reloadable::marked("two").library()).unwrap();
             install_atomically(&dir.join(library_file("reloadable")), &bytes[..bytes.len() / 2]);
         },
@@ -275,7 +275,7 @@ const BREAKAGES: &[Breakage] = &[
     ),
     (
         "a library built against plugin-api 2",
-        |_, dir| {
+        |dir| {
             let bytes = fs::read(api_variant(ApiVariant::NextMajor)).unwrap();
             install_atomically(&dir.join(library_file("reloadable")), &bytes);
         },
@@ -283,7 +283,7 @@ const BREAKAGES: &[Breakage] = &[
     ),
     (
         "a sha256 in the manifest that the library does not have",
-        |_, dir| {
+        |dir| {
             let text = Reloadable::marked("one").manifest("").replace(
                 "linux = \"libreloadable.so\"",
                 &format!("linux = {{ path = \"libreloadable.so\", sha256 = \"{}\" }}", "ab".repeat(32)),
@@ -294,7 +294,7 @@ const BREAKAGES: &[Breakage] = &[
     ),
     (
         "a create that panics",
-        |_, dir| {
+        |dir| {
             let text = Reloadable::marked("one").manifest("") + "[config]\ncreate = \"panic\"\n";
             fs::write(dir.join("reloadable.toml"), text).unwrap();
         },
@@ -302,7 +302,7 @@ const BREAKAGES: &[Breakage] = &[
     ),
     (
         "an older state schema than the serving generation's (a downgrade)",
-        |_, dir| {
+        |dir| {
             let older = Reloadable { schema: 1, ..Reloadable::marked("two") };
             install_atomically(&dir.join(library_file("reloadable")), &fs::read(older.library()).unwrap());
         },
@@ -310,7 +310,7 @@ const BREAKAGES: &[Breakage] = &[
     ),
     (
         "a manifest edited into invalid TOML",
-        |_, dir| fs::write(dir.join("reloadable.toml"), "name = \"reloadable\"\nversion = \n").unwrap(),
+        |dir| fs::write(dir.join("reloadable.toml"), "name = \"reloadable\"\nversion = \n").unwrap(),
         "fix the manifest",
     ),
 ];
@@ -325,7 +325,7 @@ fn a_broken_new_version_leaves_the_old_one_serving_and_a_fixed_one_is_picked_up(
         assert!(host.load_all().failures.is_empty(), "{name}");
         host.plugin("reloadable").unwrap().call("count", b"null").unwrap();
         let events = host.subscribe();
-        break_it(&layout, &dir);
+        break_it(&dir);
         let report = host.load_all();
         assert_eq!(report.failures.len(), 1, "{name}: {report:?}");
         let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
@@ -366,13 +366,7 @@ fn the_stateful_example_keeps_its_counters_across_a_release_that_changes_its_cod
     for _ in 0..2 {
         quota.call("consume", br#"{"key":"team-b"}"#).unwrap();
     }
-    let release = example_release(
-        "quota",
-        "1.1.0",
-        "format!(\"{n} key(s) at their quota\")",
-        "format!(\"{n} key(s) have used up their quota\")",
-    );
-    install_atomically(&dir.join(library_file("quota")), &fs::read(release).unwrap());
+    install_atomically(&dir.join(library_file("quota")), &fs::read(quota_release()).unwrap());
     let manifest =
         fs::read_to_string(dir.join("quota.toml")).unwrap().replace("version = \"1.0.0\"", "version = \"1.1.0\"");
     fs::write(dir.join("quota.toml"), manifest).unwrap();
@@ -477,11 +471,7 @@ fn plugin_directories_that_appear_are_loaded_and_those_removed_are_shut_down() {
 #[test]
 fn a_plugin_waiting_for_its_dependency_loads_when_the_dependency_arrives() {
     let layout = Layout::new();
-    let signer = layout.add_example("webhook-signer");
-    // The signer's key comes from an environment variable cargo sets for every test process.
-    let manifest = signer.join("webhook-signer.toml");
-    let text = fs::read_to_string(&manifest).unwrap().replace("WEBHOOK_SECRET", "CARGO_PKG_DESCRIPTION");
-    fs::write(&manifest, text).unwrap();
+    layout.add_example("webhook-signer");
     let host = Host::new(layout.watch_config()).unwrap();
     let report = host.load_all();
     assert!(report.failures[0].error.to_string().contains("no plugin named text-filters"), "{report:?}");
@@ -557,10 +547,6 @@ fn shutdown_goes_in_reverse_dependency_order() {
     for plugin in ["text-filters", "webhook-signer", "greeter"] {
         layout.add_example(plugin);
     }
-    // The signer's key comes from an environment variable cargo sets for every test process.
-    let manifest = layout.plugins().join("webhook-signer/webhook-signer.toml");
-    let text = fs::read_to_string(&manifest).unwrap().replace("WEBHOOK_SECRET", "CARGO_PKG_DESCRIPTION");
-    fs::write(&manifest, text).unwrap();
     let host = layout.host();
     let report = host.load_all();
     assert!(report.failures.is_empty(), "{:?}", report.failures);

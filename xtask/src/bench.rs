@@ -63,13 +63,10 @@ impl Figure {
         format!("{} {}", number(value), self.unit)
     }
 
-    /// The median, with the range when there are several samples.
+    /// The median, with the range when the samples differ.
     fn spread(&self) -> String {
-        let median = self.cell(self.median());
-        match self.sorted.len() {
-            1 => median,
-            _ => format!("{median} ({}-{})", number(self.percentile(0)), number(self.percentile(100))),
-        }
+        let (median, min, max) = (self.cell(self.median()), self.percentile(0), self.percentile(100));
+        if min == max { median } else { format!("{median} ({}-{})", number(min), number(max)) }
     }
 }
 

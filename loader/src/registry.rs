@@ -1,9 +1,9 @@
 //! The registry: every plugin the host knows, by name, with its lifecycle state and (when active) its current
-//! generation. Callers hold [`PluginHandle`]s; a call loads the current generation with one atomic read
-//! (`arc-swap`), never a lock, so many threads call at once without serialising, and a call in flight keeps
-//! the generation it started on alive until it returns. A reload swaps a fully created generation in with
-//! one atomic store; the one it replaces is retired (shut down once its last call returns, its library kept
-//! mapped: libraries are never unloaded) and counted.
+//! generation. Callers hold [`PluginHandle`]s; a call loads the current generation through `arc-swap` (a
+//! per-thread hazard slot, never a lock or a shared counter), so many threads call at once without
+//! serialising, and a call in flight keeps the generation it started on alive until it returns. A reload
+//! swaps a fully created generation in with one atomic store; the one it replaces is retired (shut down once
+//! its last call returns, its library kept mapped: libraries are never unloaded) and counted.
 #![forbid(unsafe_code)]
 
 use std::any::Any;

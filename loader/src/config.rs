@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::ManifestError;
+use crate::guarded;
 use crate::manifest::parse_toml;
 use crate::trust::{TrustConfig, TrustPolicy, TrustedKey};
 
@@ -135,8 +136,8 @@ impl HostConfig {
     ///
     /// Values it leaves out keep their defaults.
     pub fn from_file(path: &Path) -> Result<Self, ManifestError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
+        let text = guarded::read_text(path, guarded::MAX_CONFIG, "a host configuration file")
+            .map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
         let file: ConfigFile = parse_toml(path, &text)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut config = HostConfig::default();

@@ -13,13 +13,13 @@ use crate::manifest::PluginName;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManifestError {
-    /// The file could not be read.
-    #[error("{}: cannot read the file: {source}", path.display())]
+    /// The file could not be read: missing, not a regular file, too large, not text.
+    #[error("{}: {source}", path.display())]
     Read {
         /// The manifest.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        source: crate::guarded::ReadError,
     },
     /// The file could not be written.
     #[error("{}: cannot write the file: {source}", path.display())]
@@ -109,6 +109,15 @@ pub enum LoadError {
         field: &'static str,
         /// The path.
         path: PathBuf,
+    },
+    /// A file beside the library (its signature, the checksum file) cannot be read: not a regular file,
+    /// too large, not text.
+    #[error("{}: {source}; remove it or reinstall the plugin's bundle", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: crate::guarded::ReadError,
     },
     /// Reading a file failed.
     #[error("{}: {source}", path.display())]

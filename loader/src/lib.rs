@@ -57,6 +57,7 @@ pub mod bundle;
 pub mod config;
 mod discover;
 pub mod error;
+pub mod guarded;
 mod host;
 pub mod install;
 mod load;

@@ -28,6 +28,7 @@ use semver::{Version, VersionReq};
 use serde::{Deserialize, Deserializer, de};
 
 use crate::error::{LoadError, ManifestError};
+use crate::guarded::{self, ReadError};
 
 /// A plugin's name: 1 to 64 characters of lowercase ASCII letters, digits and '-', starting with a letter or
 /// digit. It is the plugin crate's Cargo package name.
@@ -125,9 +126,7 @@ pub const PLATFORM: &str = if cfg!(target_os = "windows") {
 impl Manifest {
     /// Reads and validates the manifest at `path`.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
-        Manifest::parse(path, &text)
+        Manifest::parse(path, &read_manifest(path)?)
     }
 
     /// Validates manifest `text`; `path` is where it came from, for messages and for resolving the library.
@@ -203,8 +202,7 @@ pub(crate) fn set_pin(path: &Path, version: &Version) -> Result<bool, ManifestEr
 /// `[config]` table are copied from `installed` into `new` (comments and layout of both kept). Returns the
 /// keys copied that differ from what the new manifest said.
 pub(crate) fn carry_over(installed: &Path, new: &Path) -> Result<Vec<&'static str>, ManifestError> {
-    let text = std::fs::read_to_string(installed)
-        .map_err(|source| ManifestError::Read { path: installed.to_owned(), source })?;
+    let text = read_manifest(installed)?;
     let installed: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| ManifestError::Invalid {
         path: installed.to_owned(),
         line: 1,
@@ -233,8 +231,11 @@ pub(crate) fn carry_over(installed: &Path, new: &Path) -> Result<Vec<&'static st
 /// written through a temporary file and a rename.
 fn edit(path: &Path, change: impl FnOnce(&mut toml_edit::DocumentMut) -> bool) -> Result<bool, ManifestError> {
     // A symlinked manifest is edited where it lives, not replaced by a file.
-    let path = &std::fs::canonicalize(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
-    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
+    let path = &std::fs::canonicalize(path).map_err(|e| ManifestError::Read {
+        path: path.to_owned(),
+        source: if e.kind() == std::io::ErrorKind::NotFound { ReadError::Missing } else { ReadError::Io(e) },
+    })?;
+    let text = read_manifest(path)?;
     Manifest::parse(path, &text)?;
     let mut document: toml_edit::DocumentMut =
         text.parse().map_err(|e: toml_edit::TomlError| ManifestError::Invalid {
@@ -252,6 +253,12 @@ fn edit(path: &Path, change: impl FnOnce(&mut toml_edit::DocumentMut) -> bool) -
     crate::trust::write_atomically(path, edited.as_bytes())
         .map_err(|source| ManifestError::Write { path: path.to_owned(), source })?;
     Ok(true)
+}
+
+/// The text of the manifest at `path`, through the guarded read ([`guarded::MAX_MANIFEST`]).
+fn read_manifest(path: &Path) -> Result<String, ManifestError> {
+    guarded::read_text(path, guarded::MAX_MANIFEST, "a manifest")
+        .map_err(|source| ManifestError::Read { path: path.to_owned(), source })
 }
 
 fn yes() -> bool {

@@ -31,6 +31,7 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{HostError, LoadError};
+use crate::guarded;
 use crate::manifest::{Manifest, PluginName};
 
 /// The target triple this host was built for; a signature must name it.
@@ -206,7 +207,7 @@ pub(crate) fn check_signature(
     sha256: &str,
 ) -> Result<Trust, LoadError> {
     let path = signature_path(library);
-    let text = match read_trust_file(&path)? {
+    let text = match read_trust_file(&path, guarded::MAX_KEY, "a minisign signature")? {
         Some(text) => text,
         None => {
             return match config.policy {
@@ -263,7 +264,7 @@ pub(crate) fn parse_checksums(text: &str) -> Result<BTreeMap<String, String>, St
 /// Checks the library's digest against the `SHA256SUMS` beside the manifest, when there is one.
 pub(crate) fn check_checksum_file(manifest: &Manifest, library: &Path, sha256: &str) -> Result<(), LoadError> {
     let path = manifest.dir().join(CHECKSUM_FILE);
-    let Some(text) = read_trust_file(&path)? else { return Ok(()) };
+    let Some(text) = read_trust_file(&path, guarded::MAX_CHECKSUMS, "a checksum file")? else { return Ok(()) };
     let entry = &manifest.platform_library()?.path;
     let sums = parse_checksums(&text).map_err(|reason| LoadError::ChecksumFile { path: path.clone(), reason })?;
     let expected = sums.get(entry.as_str()).ok_or_else(|| LoadError::ChecksumFile {
@@ -471,18 +472,9 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads a small regular file beside a library (a signature, a checksum file): `None` when it does not exist.
-/// Anything else at that name (a FIFO, a directory, a huge file) is an error, never a blocking read.
-fn read_trust_file(path: &Path) -> Result<Option<String>, LoadError> {
-    const MAX: u64 = 1 << 20;
-    let io_error = |source: io::Error| LoadError::Io { path: path.to_owned(), source };
-    let metadata = match fs::metadata(path) {
-        Ok(metadata) => metadata,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(e)),
-    };
-    if !metadata.is_file() || metadata.len() > MAX {
-        return Err(io_error(io::Error::other("not a regular file of at most 1 MiB; remove it")));
-    }
-    fs::read_to_string(path).map(Some).map_err(io_error)
+/// Reads a small file beside a library (a signature, a checksum file) through the guarded read: `None`
+/// when it does not exist. Anything else at that name (a FIFO, a directory, a huge file) is an error, never a
+/// blocking read.
+fn read_trust_file(path: &Path, limit: u64, what: &'static str) -> Result<Option<String>, LoadError> {
+    guarded::read_text_if_present(path, limit, what).map_err(|source| LoadError::Read { path: path.to_owned(), source })
 }

@@ -655,3 +655,59 @@ impl Drop for BerthRun {
         let _ = self.child.wait();
     }
 }
+
+/// What a command run through the `measure` helper used: its output, peak resident memory and time.
+#[derive(Debug)]
+pub struct Measured {
+    /// The command's output (the helper's summary line removed from stderr).
+    pub output: std::process::Output,
+    /// The child's peak resident set size, in KiB (getrusage).
+    pub peak_rss_kib: u64,
+    /// Wall-clock time from start to exit.
+    pub elapsed: Duration,
+    /// Whether it was killed at the time limit.
+    pub timed_out: bool,
+}
+
+/// Runs `command` through `tests/src/bin/measure.rs` (killed after `limit`), prints `label`, its peak memory
+/// and time (the figures the hostile-input tests report), and returns them. It asserts nothing about time.
+pub fn measure(label: &str, command: &Command, limit: Duration) -> Measured {
+    let helper = env::current_exe()
+        .expect("test binary")
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join(format!("measure{}", env::consts::EXE_SUFFIX));
+    let mut wrapped = Command::new(helper);
+    wrapped.arg(limit.as_secs().max(1).to_string()).arg(command.get_program()).args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    let mut output = wrapped.output().expect("the measure helper runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let (rest, summary) = stderr.trim_end().rsplit_once('\n').unwrap_or(("", stderr.trim_end()));
+    let field =
+        |name: &str| summary.split_whitespace().find_map(|part| part.strip_prefix(name)).unwrap_or_default().to_owned();
+    let measured = Measured {
+        peak_rss_kib: field("peak_rss_kib=").parse().expect("measure prints peak_rss_kib"),
+        elapsed: Duration::from_millis(field("elapsed_ms=").parse().expect("measure prints elapsed_ms")),
+        timed_out: field("timed_out=") == "true",
+        output: {
+            output.stderr = if rest.is_empty() { Vec::new() } else { format!("{rest}\n").into_bytes() };
+            output
+        },
+    };
+    println!(
+        "{label}: peak memory {:.1} MiB, {} ms{}",
+        measured.peak_rss_kib as f64 / 1024.0,
+        measured.elapsed.as_millis(),
+        if measured.timed_out { " (killed at the time limit)" } else { "" }
+    );
+    measured
+}

@@ -277,3 +277,36 @@ fn the_loaded_file_is_the_private_copy_in_a_0700_cache() {
         );
     }
 }
+
+/// Issue 11: a FIFO or a symlink to /dev/zero in a manifest's place, and a manifest over the size limit, are
+/// refused at once by `berth check` (which used to hang on the FIFO and read /dev/zero until memory ran out);
+/// the good plugin still loads. Peak memory and time are printed, not asserted as times.
+#[cfg(unix)]
+#[test]
+fn issue_11_special_and_oversized_manifests_are_refused_without_blocking() {
+    let layout = Layout::new();
+    layout.add_example("greeter");
+    let dir = layout.plugins().join("hostile");
+    fs::create_dir_all(&dir).unwrap();
+    let status = std::process::Command::new("mkfifo").arg(dir.join("fifo.toml")).status().unwrap();
+    assert!(status.success(), "mkfifo");
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.toml")).unwrap();
+    fs::write(dir.join("big.toml"), vec![b'#'; 2 << 20]).unwrap();
+    let mut check = layout.berth();
+    check.arg("check");
+    let run = berth_tests::measure(
+        "berth check with a FIFO, /dev/zero and a 2 MiB manifest",
+        &check,
+        std::time::Duration::from_secs(60),
+    );
+    assert!(!run.timed_out, "berth check must not block on a FIFO");
+    let out = berth_tests::output_text(&run.output);
+    assert!(out.contains("fifo.toml: it is a FIFO (named pipe), not a regular file"), "{out}");
+    assert!(out.contains("zero.toml: it is a character device, not a regular file"), "{out}");
+    assert!(
+        out.contains("big.toml: it holds 2097152 bytes, more than the 1048576 bytes allowed for a manifest"),
+        "{out}"
+    );
+    assert!(out.contains("1 loaded, 0 disabled, 3 failed"), "{out}");
+    assert!(run.peak_rss_kib < 256 * 1024, "peak memory {} KiB", run.peak_rss_kib);
+}

@@ -105,6 +105,7 @@ struct TrustFile {
     #[serde(default)]
     keys: Vec<String>,
     strict_modes: Option<bool>,
+    max_library_mib: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -132,6 +133,7 @@ impl HostConfig {
     /// policy = "warn"                                 # enforce | warn | off
     /// keys = []                                       # minisign public keys: a .pub file or the RW... line
     /// strict_modes = true
+    /// max_library_mib = 256                           # larger libraries are refused before they are read
     /// ```
     ///
     /// Values it leaves out keep their defaults.
@@ -153,6 +155,9 @@ impl HostConfig {
         let trust = &mut config.trust;
         trust.policy = file.trust.policy.unwrap_or(trust.policy);
         trust.strict_modes = file.trust.strict_modes.unwrap_or(trust.strict_modes);
+        if let Some(mib) = file.trust.max_library_mib {
+            trust.max_library_size = mib.saturating_mul(1 << 20);
+        }
         for key in &file.trust.keys {
             let key = TrustedKey::from_config(key, base)
                 .map_err(|reason| ManifestError::TrustedKey { path: path.to_owned(), reason })?;

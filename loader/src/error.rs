@@ -145,6 +145,19 @@ pub enum LoadError {
         /// The library's.
         found: String,
     },
+    /// The library is larger than the host accepts; refused before it is read.
+    #[error(
+        "{} holds {size} bytes, more than the {limit} bytes this host accepts for a library; if it is a genuine library, raise [trust] max_library_mib in the host configuration",
+        path.display()
+    )]
+    LibraryTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit (`[trust] max_library_mib`).
+        limit: u64,
+    },
     /// The file ends before the data its own headers describe: a partial copy or an interrupted write.
     #[error("{} is truncated: its headers describe {needed} bytes but the file has {size}; copy the complete file again", path.display())]
     Truncated {
@@ -454,6 +467,18 @@ pub enum BundleError {
     /// The bundle's manifest is not valid.
     #[error(transparent)]
     Manifest(Box<ManifestError>),
+    /// The bundle file cannot be read: missing, not a regular file (a directory given as a bundle), too large.
+    #[error("{}: {source}; give the path of a bundle file (<name>-<version>-<target>.tar.gz)", path.display())]
+    Read {
+        /// The bundle.
+        path: PathBuf,
+        /// Why.
+        source: crate::guarded::ReadError,
+    },
+    /// The bundle's library is not one this host can load (refused from its first bytes, before the rest
+    /// is read).
+    #[error(transparent)]
+    Library(Box<LoadError>),
 }
 
 /// Why a call was not answered.
@@ -535,3 +560,18 @@ pub enum HostError {
     #[error(transparent)]
     Config(#[from] ManifestError),
 }
+
+/// A value taken from a file, as messages show it: quoted, with control and non-ASCII characters escaped (a
+/// Cyrillic look-alike cannot pass for the real name, a terminal escape is shown, not run), and cut after
+/// [`QUOTE_LIMIT`] characters with the full length said (a 10 KB name is not echoed whole).
+pub(crate) fn quote(value: &str) -> String {
+    let escaped: String = value.chars().take(QUOTE_LIMIT).flat_map(char::escape_default).collect();
+    match value.chars().count() {
+        count if count > QUOTE_LIMIT => format!("\"{escaped}...\" ({} bytes)", value.len()),
+        _ => format!("\"{escaped}\""),
+    }
+}
+
+/// How many characters of a value a message shows.
+const QUOTE_LIMIT: usize = 80;
+

@@ -12,8 +12,8 @@ use crate::load;
 use crate::manifest::Manifest;
 use crate::reconcile::{Inner, LoadReport, Scope};
 use crate::registry::{Event, PluginHandle, PluginState, PluginStatus, Retired};
-use crate::trust::AcceptedVersions;
-use crate::verify::{PrivateCache, check_binary, sha256_hex};
+use crate::trust::{AcceptedVersions, DEFAULT_MAX_LIBRARY};
+use crate::verify::{PrivateCache, check_binary, read_library_file, sha256_hex};
 use crate::watch::Watcher;
 
 /// A plugin host: configuration, private cache and registry. `Send + Sync`: share it (in an `Arc`) with
@@ -121,7 +121,7 @@ impl Drop for Host {
 /// Opens a library file on its own (no manifest) and reports what it says about itself, after the same
 /// format checks and private copy as a load. Used by `berth info FILE`. Runs the library's initialisers.
 pub fn inspect_library(path: &Path, cache_dir: &Path) -> Result<load::LibraryInfo, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
+    let (bytes, _) = read_library_file(path, DEFAULT_MAX_LIBRARY)?;
     check_binary(path, &bytes)?;
     let cache = PrivateCache::open(cache_dir)
         .map_err(|e| LoadError::Cache { dir: cache_dir.to_owned(), source: std::io::Error::other(e.to_string()) })?;

@@ -106,6 +106,12 @@ pub enum InstallError {
         /// Where the bundle would go.
         target: PathBuf,
     },
+    /// Something other than a directory is where the plugin's directory goes.
+    #[error("{} is not a directory, and the plugin's directory goes there; move it away and install again", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
     /// No installed plugin has that name.
     #[error("no plugin named {name:?} is installed in {dirs}; `berth list` shows the plugins")]
     UnknownPlugin {
@@ -134,11 +140,12 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> InstallError + '_ {
 /// Checks the bundle at `path` as [`install`] would, without installing it. The bundle is unpacked into a
 /// private temporary directory for the checks.
 pub fn verify_bundle(path: &Path, config: &HostConfig) -> Result<Verification, InstallError> {
-    let bundle = Bundle::read(path)?;
+    let bundle = Bundle::read_bounded(path, config.trust.max_library_size)?;
+    let name = bundle.name().clone();
     let temp = tempfile::Builder::new().prefix("berth-verify-").tempdir().map_err(io_error(path))?;
-    let dir = temp.path().join(bundle.name().as_str());
-    unpack(&bundle, &dir)?;
-    verify_manifest(&dir.join(format!("{}.toml", bundle.name())), config)
+    let dir = temp.path().join(name.as_str());
+    unpack(bundle, &dir)?;
+    verify_manifest(&dir.join(format!("{name}.toml")), config)
 }
 
 /// Checks the installed plugin called `name` as a host loading it would.
@@ -183,7 +190,7 @@ fn verify_manifest(path: &Path, config: &HostConfig) -> Result<Verification, Ins
 }
 
 /// Creates the plugin directory `dir` (mode 0755 whatever the umask) and writes the bundle's files into it.
-fn unpack(bundle: &Bundle, dir: &Path) -> Result<(), InstallError> {
+fn unpack(bundle: Bundle, dir: &Path) -> Result<(), InstallError> {
     let mut builder = fs::DirBuilder::new();
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o755);
@@ -194,7 +201,7 @@ fn unpack(bundle: &Bundle, dir: &Path) -> Result<(), InstallError> {
 /// `pin`, an older version than the one installed or accepted is allowed, and pinned in its manifest.
 /// Installs into the same plugin directory run one at a time (an advisory lock on the directory, on Unix).
 pub fn install(bundle: &Path, plugin_dir: &Path, config: &HostConfig, pin: bool) -> Result<Installed, InstallError> {
-    let bundle = Bundle::read(bundle)?;
+    let bundle = Bundle::read_bounded(bundle, config.trust.max_library_size)?;
     let name = bundle.name().clone();
     let version = bundle.version()?;
     if let Some(pinned) = bundle.manifest()?.pin.filter(|_| !pin) {
@@ -202,6 +209,9 @@ pub fn install(bundle: &Path, plugin_dir: &Path, config: &HostConfig, pin: bool)
     }
     let _one_at_a_time = lock(plugin_dir)?;
     let target = plugin_dir.join(name.as_str());
+    if fs::metadata(&target).is_ok_and(|metadata| !metadata.is_dir()) {
+        return Err(InstallError::NotADirectory { path: target });
+    }
     if let Ok(elsewhere) = find_manifest(name.as_str(), config) {
         let same_dir = |dir: &Path| fs::canonicalize(dir).ok();
         if elsewhere.parent().and_then(same_dir).is_none_or(|dir| Some(dir) != same_dir(&target)) {
@@ -222,7 +232,7 @@ pub fn install(bundle: &Path, plugin_dir: &Path, config: &HostConfig, pin: bool)
     // Under the lock, a staging directory of this plugin can only be left by an install that was interrupted.
     remove_leftovers(plugin_dir, &name);
     let staging = plugin_dir.join(format!(".{name}.install-{}", std::process::id()));
-    let result = stage_and_swap(&bundle, &staging, &target, config, pin);
+    let result = stage_and_swap(bundle, &name, &version, &staging, &target, config, pin);
     // After a swap the staging path holds the version replaced; after a failure, the unverified one.
     let _ = fs::remove_dir_all(&staging);
     let (verification, kept) = result?;
@@ -230,19 +240,21 @@ pub fn install(bundle: &Path, plugin_dir: &Path, config: &HostConfig, pin: bool)
 }
 
 fn stage_and_swap(
-    bundle: &Bundle,
+    bundle: Bundle,
+    name: &PluginName,
+    version: &Version,
     staging: &Path,
     target: &Path,
     config: &HostConfig,
     pin: bool,
 ) -> Result<(Verification, Vec<&'static str>), InstallError> {
     unpack(bundle, staging)?;
-    let manifest = staging.join(format!("{}.toml", bundle.name()));
-    let installed = target.join(format!("{}.toml", bundle.name()));
+    let manifest = staging.join(format!("{name}.toml"));
+    let installed = target.join(format!("{name}.toml"));
     let refused = |e: ManifestError| InstallError::Refused { manifest: manifest.clone(), error: Box::new(e.into()) };
     let kept = if installed.exists() { carry_over(&installed, &manifest).map_err(refused)? } else { Vec::new() };
     if pin {
-        set_pin(&manifest, &bundle.version()?).map_err(refused)?;
+        set_pin(&manifest, version).map_err(refused)?;
     }
     let verification = verify_manifest(&manifest, config)?;
     sync_dir(staging).map_err(io_error(staging))?;

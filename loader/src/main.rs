@@ -209,7 +209,8 @@ fn install(config: &HostConfig, bundle: &Path, to: Option<&Path>, pin: bool) -> 
 
 /// `berth verify BUNDLE|PLUGIN`.
 fn verify(config: &HostConfig, target: &str) -> Result<ExitCode, String> {
-    let verification = if Path::new(target).is_file() {
+    // A plugin name has no dots or slashes: anything else (or anything that exists) is a bundle's path.
+    let verification = if berth::PluginName::new(target).is_err() || Path::new(target).exists() {
         install::verify_bundle(Path::new(target), config)
     } else {
         install::verify_installed(target, config)

@@ -109,11 +109,23 @@ pub struct TrustConfig {
     /// Refuse files and directories that others could write (OpenSSH `StrictModes`). Default `true`; turn it
     /// off only on a development machine.
     pub strict_modes: bool,
+    /// The largest library the host reads, in bytes: a larger one is refused before a byte of it is read.
+    /// Default [`DEFAULT_MAX_LIBRARY`] (256 MiB); `[trust] max_library_mib` in the host configuration.
+    pub max_library_size: u64,
 }
+
+/// The default largest library: far above a release build of a plugin (a few MiB) and a debug build with
+/// debug information (tens of MiB).
+pub const DEFAULT_MAX_LIBRARY: u64 = 256 << 20;
 
 impl Default for TrustConfig {
     fn default() -> Self {
-        TrustConfig { policy: TrustPolicy::default(), keys: Vec::new(), strict_modes: true }
+        TrustConfig {
+            policy: TrustPolicy::default(),
+            keys: Vec::new(),
+            strict_modes: true,
+            max_library_size: DEFAULT_MAX_LIBRARY,
+        }
     }
 }
 
@@ -213,7 +225,11 @@ pub(crate) fn check_signature(
             return match config.policy {
                 TrustPolicy::Enforce => Err(LoadError::Unsigned { library: library.to_owned(), signature: path }),
                 TrustPolicy::Warn => {
-                    Ok(Trust::Untrusted { reason: format!("no signature ({} does not exist)", path.display()) })
+                    {
+                    // The file name only: an install checks a staging directory, then renames it into place.
+                    let file = path.file_name().unwrap_or_default().to_string_lossy();
+                    Ok(Trust::Untrusted { reason: format!("no signature (no {file} beside the library)") })
+                }
                 }
                 TrustPolicy::Off => Ok(Trust::Unchecked),
             };
@@ -256,7 +272,13 @@ pub(crate) fn parse_checksums(text: &str) -> Result<BTreeMap<String, String>, St
         if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(format!("line {}: {digest:?} is not a SHA-256 digest", number + 1));
         }
-        sums.insert(name.to_owned(), digest.to_ascii_lowercase());
+        if sums.insert(name.to_owned(), digest.to_ascii_lowercase()).is_some() {
+            return Err(format!(
+                "line {}: it lists {} a second time; list each file once, as `sha256sum` writes it",
+                number + 1,
+                crate::error::quote(name)
+            ));
+        }
     }
     Ok(sums)
 }

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{HostError, LoadError};
 use crate::manifest::{Manifest, PLATFORM};
+use crate::guarded::{self, ReadError};
 use crate::trust::{self, Trust, TrustConfig};
 
 /// A library whose bytes passed every check.
@@ -139,14 +140,12 @@ pub(crate) fn verify_library(manifest: &Manifest, config: &TrustConfig) -> Resul
         let manifest_path = fs::canonicalize(&manifest.path).map_err(io_error(&manifest.path))?;
         trust::check_permissions(&[&manifest_path, &source])?;
     }
-    // Checked before opening: opening a FIFO or a device could block or have effects.
-    let before = fs::metadata(&source).map_err(io_error(&source))?;
-    if !before.is_file() {
-        return Err(LoadError::NotARegularFile { field: PLATFORM, path: joined });
-    }
-    let mut file = File::open(&source).map_err(io_error(&source))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(io_error(&source))?;
+    let (bytes, before) = read_library_file(&source, config.max_library_size).map_err(|e| match e {
+        LoadError::Read { source: ReadError::NotRegular { .. }, .. } => {
+            LoadError::NotARegularFile { field: PLATFORM, path: joined.clone() }
+        }
+        e => e,
+    })?;
     let stamp = FileStamp::from_metadata(&before);
     // A writer still at work shows as a different size, time or inode after the read than before it.
     if FileStamp::of(&source) != Some(stamp) || bytes.len() as u64 != stamp.len() {
@@ -170,16 +169,46 @@ pub(crate) fn verify_library(manifest: &Manifest, config: &TrustConfig) -> Resul
     Ok(Verified { source, bytes, sha256, stamp, trust })
 }
 
-/// Checks that `bytes` are a complete shared library this host can load, without loading it.
-pub(crate) fn check_binary(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+/// How much of a library is read and checked before the rest: the file header and, in practice, the
+/// program headers that follow it.
+const HEAD: u64 = 4096;
+
+/// Reads the library file at `path` (see [`read_library`]), with the metadata of the file opened.
+pub(crate) fn read_library_file(path: &Path, limit: u64) -> Result<(Vec<u8>, fs::Metadata), LoadError> {
+    let read_error = |source: ReadError| LoadError::Read { path: path.to_owned(), source };
+    let (mut file, metadata) = guarded::open(path, u64::MAX, "a library").map_err(read_error)?;
+    Ok((read_library(&mut file, path, metadata.len(), limit)?, metadata))
+}
+
+/// Reads a library of `size` bytes from `reader` (a file, or a bundle's entry) as `path`: refuses one larger
+/// than `limit` before reading, reads its first bytes and checks that they begin a shared library for this
+/// host of that size ([`check_head`]), and only then reads the rest into a buffer of exactly that size.
+/// Returns what was read, at most `size` bytes: a reader that ends early gives fewer.
+pub(crate) fn read_library(reader: &mut impl Read, path: &Path, size: u64, limit: u64) -> Result<Vec<u8>, LoadError> {
+    if size > limit {
+        return Err(LoadError::LibraryTooLarge { path: path.to_owned(), size, limit });
+    }
+    let io_error = |source: io::Error| LoadError::Io { path: path.to_owned(), source };
+    let mut bytes = Vec::with_capacity(size.min(HEAD) as usize);
+    reader.take(size.min(HEAD)).read_to_end(&mut bytes).map_err(io_error)?;
+    check_head(path, &bytes, size)?;
+    bytes.reserve_exact((size - bytes.len() as u64) as usize);
+    reader.take(size - bytes.len() as u64).read_to_end(&mut bytes).map_err(io_error)?;
+    Ok(bytes)
+}
+
+/// Checks that `head`, the first bytes of a file of `size` bytes, begin a shared library this host can load:
+/// its format, and for ELF its class, byte order, machine and type, in that order, and that the header tables
+/// it describes fit in `size`. What needs the whole file is left to [`check_binary`].
+pub(crate) fn check_head(path: &Path, head: &[u8], size: u64) -> Result<(), LoadError> {
     let not_library = |reason: String| LoadError::NotSharedLibrary { path: path.to_owned(), reason };
-    let kind = FileKind::parse(bytes).map_err(|_| not_library(describe_unknown(bytes)))?;
+    let kind = FileKind::parse(head).map_err(|_| not_library(describe_unknown(head, size)))?;
     match kind {
         FileKind::Elf64 if cfg!(all(unix, not(target_os = "macos"), target_pointer_width = "64")) => {
-            check_elf::<elf::FileHeader64<Endianness>>(path, bytes)
+            check_elf_header::<elf::FileHeader64<Endianness>>(path, head, size)
         }
         FileKind::Elf32 if cfg!(all(unix, not(target_os = "macos"), target_pointer_width = "32")) => {
-            check_elf::<elf::FileHeader32<Endianness>>(path, bytes)
+            check_elf_header::<elf::FileHeader32<Endianness>>(path, head, size)
         }
         FileKind::Elf32 | FileKind::Elf64 if cfg!(all(unix, not(target_os = "macos"))) => {
             Err(LoadError::WrongArchitecture {
@@ -191,12 +220,30 @@ pub(crate) fn check_binary(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
         FileKind::MachO64 | FileKind::MachO32 | FileKind::MachOFat32 | FileKind::MachOFat64
             if cfg!(target_os = "macos") =>
         {
-            parses(path, bytes)
+            Ok(())
         }
-        FileKind::Pe64 | FileKind::Pe32 if cfg!(windows) => parses(path, bytes),
+        FileKind::Pe64 | FileKind::Pe32 if cfg!(windows) => Ok(()),
         other => Err(not_library(format!("it is a {} file, not a {PLATFORM} shared library", kind_name(other)))),
     }
 }
+
+/// Checks that `bytes` are a complete shared library this host can load, without loading it.
+pub(crate) fn check_binary(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    check_head(path, bytes, bytes.len() as u64)?;
+    match FileKind::parse(bytes) {
+        Ok(FileKind::Elf64) if cfg!(target_pointer_width = "64") && ELF_PLATFORM => {
+            check_segments::<elf::FileHeader64<Endianness>>(path, bytes)
+        }
+        Ok(FileKind::Elf32) if cfg!(target_pointer_width = "32") && ELF_PLATFORM => {
+            check_segments::<elf::FileHeader32<Endianness>>(path, bytes)
+        }
+        _ if ELF_PLATFORM => Ok(()),
+        _ => parses(path, bytes),
+    }
+}
+
+/// Whether this platform's libraries are ELF files.
+const ELF_PLATFORM: bool = cfg!(all(unix, not(target_os = "macos")));
 
 /// macOS and Windows (not run on this project's CI): the object crate parses every header and table.
 fn parses(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
@@ -206,18 +253,22 @@ fn parses(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     })
 }
 
-fn check_elf<Elf: FileHeader<Endian = Endianness>>(path: &Path, data: &[u8]) -> Result<(), LoadError> {
-    let size = data.len() as u64;
+/// The ELF header of a file of `size` bytes, from its first bytes: byte order, machine, type, and the
+/// header tables within the file.
+fn check_elf_header<Elf: FileHeader<Endian = Endianness>>(path: &Path, head: &[u8], size: u64) -> Result<(), LoadError> {
     let truncated = |needed: u64| LoadError::Truncated { path: path.to_owned(), size, needed };
-    let header = Elf::parse(data).map_err(|_| truncated(size_of::<Elf>() as u64))?;
+    let header = Elf::parse(head).map_err(|_| truncated(size_of::<Elf>() as u64))?;
+    let bits = if Elf::is_type_64_sized() { 64 } else { 32 };
     let endian = header.endian().map_err(|_| LoadError::NotSharedLibrary {
         path: path.to_owned(),
         reason: "its ELF header has an invalid byte order".to_owned(),
     })?;
-    if header.e_type(endian) != elf::ET_DYN {
-        return Err(LoadError::NotSharedLibrary {
+    let order = |endian: Endianness| if endian == Endianness::Big { "big-endian" } else { "little-endian" };
+    if endian != Endianness::default() {
+        return Err(LoadError::WrongArchitecture {
             path: path.to_owned(),
-            reason: format!("it is an ELF file of type {} (not a shared object)", header.e_type(endian)),
+            expected: format!("{} {}", order(Endianness::default()), std::env::consts::ARCH),
+            found: format!("{} {} ({bits}-bit ELF)", order(endian), machine_name(header.e_machine(endian))),
         });
     }
     let machine = header.e_machine(endian);
@@ -228,20 +279,44 @@ fn check_elf<Elf: FileHeader<Endian = Endianness>>(path: &Path, data: &[u8]) -> 
             found: machine_name(machine),
         });
     }
-    let table_end = |offset: u64, count: u64, entry: u64| offset.saturating_add(count.saturating_mul(entry));
-    let phdrs_end: u64 =
-        table_end(header.e_phoff(endian).into(), header.e_phnum(endian).into(), header.e_phentsize(endian).into());
-    let shdrs_end: u64 =
-        table_end(header.e_shoff(endian).into(), header.e_shnum(endian).into(), header.e_shentsize(endian).into());
-    let mut needed = phdrs_end.max(shdrs_end);
-    if phdrs_end <= size {
-        let segments = header.program_headers(endian, data).map_err(|_| truncated(phdrs_end))?;
-        for segment in segments {
-            let end = table_end(segment.p_offset(endian).into(), 1, segment.p_filesz(endian).into());
-            needed = needed.max(end);
-        }
+    if header.e_type(endian) != elf::ET_DYN {
+        return Err(LoadError::NotSharedLibrary {
+            path: path.to_owned(),
+            reason: format!("it is an ELF {} (not a shared object)", type_name(header.e_type(endian))),
+        });
     }
+    let needed = table_end(header.e_phoff(endian).into(), header.e_phnum(endian).into(), header.e_phentsize(endian).into())
+        .max(table_end(header.e_shoff(endian).into(), header.e_shnum(endian).into(), header.e_shentsize(endian).into()));
     if needed > size { Err(truncated(needed)) } else { Ok(()) }
+}
+
+/// The segments of a whole ELF file whose header [`check_elf_header`] accepted lie within it.
+fn check_segments<Elf: FileHeader<Endian = Endianness>>(path: &Path, data: &[u8]) -> Result<(), LoadError> {
+    let size = data.len() as u64;
+    let truncated = |needed: u64| LoadError::Truncated { path: path.to_owned(), size, needed };
+    let header = Elf::parse(data).map_err(|_| truncated(size_of::<Elf>() as u64))?;
+    let endian = Endianness::default();
+    let segments = header.program_headers(endian, data).map_err(|_| truncated(size))?;
+    let needed = segments
+        .iter()
+        .map(|segment| table_end(segment.p_offset(endian).into(), 1, segment.p_filesz(endian).into()))
+        .max()
+        .unwrap_or(0);
+    if needed > size { Err(truncated(needed)) } else { Ok(()) }
+}
+
+/// Where a table of `count` entries of `entry` bytes at `offset` ends.
+fn table_end(offset: u64, count: u64, entry: u64) -> u64 {
+    offset.saturating_add(count.saturating_mul(entry))
+}
+
+fn type_name(kind: u16) -> String {
+    match kind {
+        elf::ET_REL => "relocatable object (.o)".to_owned(),
+        elf::ET_EXEC => "executable".to_owned(),
+        elf::ET_CORE => "core dump".to_owned(),
+        other => format!("file of type {other}"),
+    }
 }
 
 fn host_machine() -> u16 {
@@ -278,8 +353,8 @@ fn kind_name(kind: FileKind) -> &'static str {
     }
 }
 
-fn describe_unknown(bytes: &[u8]) -> String {
-    if bytes.is_empty() {
+fn describe_unknown(bytes: &[u8], size: u64) -> String {
+    if size == 0 {
         return "the file is empty".to_owned();
     }
     let head = &bytes[..bytes.len().min(24)];
@@ -366,3 +441,54 @@ fn holds(path: &Path, bytes: &[u8]) -> io::Result<bool> {
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
+
+/// The smallest file of `len` bytes (at least 64) that passes the library checks on this host: an ELF header
+/// with no tables.
+#[cfg(all(test, unix, not(target_os = "macos")))]
+pub(crate) fn minimal_library(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0; len.max(64)];
+    bytes[..7].copy_from_slice(&[0x7f, b'E', b'L', b'F', if cfg!(target_pointer_width = "64") { 2 } else { 1 }, 1, 1]);
+    bytes[16..18].copy_from_slice(&elf::ET_DYN.to_le_bytes());
+    bytes[18..20].copy_from_slice(&host_machine().to_le_bytes());
+    bytes[20..24].copy_from_slice(&1u32.to_le_bytes());
+    bytes
+}
+
+#[cfg(all(test, unix, not(target_os = "macos")))]
+mod tests {
+    use super::*;
+
+    fn refusal(bytes: &[u8]) -> String {
+        check_binary(Path::new("lib.so"), bytes).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_byte_order_is_checked_before_the_type() {
+        let mut bytes = minimal_library(64);
+        bytes[5] = 2;
+        bytes[16..18].copy_from_slice(&elf::ET_DYN.to_be_bytes());
+        let error = refusal(&bytes);
+        assert!(error.contains("is built for big-endian"), "{error}");
+        assert!(error.contains("this host runs on little-endian"), "{error}");
+    }
+
+    #[test]
+    fn an_executable_is_named_as_one() {
+        let mut bytes = minimal_library(64);
+        bytes[16..18].copy_from_slice(&elf::ET_EXEC.to_le_bytes());
+        assert!(refusal(&bytes).contains("it is an ELF executable (not a shared object)"), "{}", refusal(&bytes));
+    }
+
+    #[test]
+    fn a_library_over_the_limit_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lib.so");
+        // Sparse: a gigabyte on paper, nothing on disk.
+        File::create(&path).unwrap().set_len(1 << 30).unwrap();
+        let error = read_library_file(&path, 1 << 20).unwrap_err().to_string();
+        assert!(error.contains("holds 1073741824 bytes, more than the 1048576 bytes"), "{error}");
+        let error = read_library_file(&path, 2 << 30).unwrap_err().to_string();
+        assert!(error.contains("unknown format (first bytes 0000000000000000)"), "{error}");
+    }
+}
+

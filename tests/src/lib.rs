@@ -595,6 +595,44 @@ pub fn example_bundle(plugin: &str, version: &str, library: &Path, key: Option<&
     path
 }
 
+/// One entry of a hand-written tar: a header of `kind` for `name` announcing `size` bytes, then `head`
+/// followed by `fill` bytes up to `size`.
+pub struct RawEntry<'a> {
+    pub kind: tar::EntryType,
+    pub name: &'a str,
+    pub size: u64,
+    pub head: &'a [u8],
+    pub fill: u8,
+}
+
+/// Writes a gzip'd tar of `entries` to `path`, streamed: nothing the size of an entry is held in memory, so
+/// a test can write a bundle that unpacks to gigabytes.
+pub fn write_tar_gz(path: &Path, entries: &[RawEntry]) {
+    use std::io::Write;
+    let file = std::io::BufWriter::new(fs::File::create(path).unwrap());
+    let mut out = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    let chunk = |fill: u8| vec![fill; 1 << 20];
+    for entry in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_path(entry.name).unwrap();
+        header.set_entry_type(entry.kind);
+        header.set_size(entry.size);
+        header.set_mode(0o644);
+        header.set_cksum();
+        out.write_all(header.as_bytes()).unwrap();
+        out.write_all(entry.head).unwrap();
+        let (fill, mut left) = (chunk(entry.fill), entry.size - entry.head.len() as u64);
+        while left > 0 {
+            let n = left.min(fill.len() as u64) as usize;
+            out.write_all(&fill[..n]).unwrap();
+            left -= n as u64;
+        }
+        out.write_all(&vec![0; ((512 - entry.size % 512) % 512) as usize]).unwrap();
+    }
+    out.write_all(&[0; 1024]).unwrap();
+    out.finish().unwrap().flush().unwrap();
+}
+
 /// `berth run` as a child process: the test waits for lines of its output, and it is killed if the test
 /// fails before it stops.
 pub struct BerthRun {

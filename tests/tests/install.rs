@@ -280,3 +280,79 @@ fn an_upgrade_keeps_what_ops_set_and_a_publisher_cannot_pin_for_them() {
     assert!(!output.status.success());
     assert_printed(&output, "this host has accepted 1.1.0");
 }
+
+#[test]
+fn issue_11_hostile_bundles_are_refused_within_bounded_memory() {
+    use berth_tests::{RawEntry, measure, write_tar_gz};
+    use tar::EntryType;
+    let layout = Layout::new();
+    let dir = layout.plugins().with_file_name("bundles");
+    fs::create_dir_all(&dir).unwrap();
+    let name_of = |size: u64| format!("demo/{}", "a".repeat(60)).into_bytes().into_iter().cycle().take(size as usize);
+    let long_name: Vec<u8> = name_of(1000).collect();
+    let manifest = b"name = \"demo\"\nversion = \"1.0.0\"\napi = \"^1.0\"\n[library]\nlinux = \"libdemo.so\"\n";
+    let toml = || RawEntry { kind: EntryType::Regular, name: "demo/demo.toml", size: 76, head: manifest, fill: 0 };
+    let cases: Vec<(&str, Vec<RawEntry>, &str)> = vec![
+        (
+            "a GNU long name of 256 MiB",
+            vec![RawEntry { kind: EntryType::GNULongName, name: "././@LongLink", size: 256 << 20, head: &long_name, fill: b'a' }],
+            "it has a GNU long-name header of 268435456 bytes, more than the 65536 allowed",
+        ),
+        (
+            "a pax header of 256 MiB",
+            vec![RawEntry { kind: EntryType::XHeader, name: "demo/PaxHeader", size: 256 << 20, head: b"", fill: b'1' }],
+            "it has a pax header of 268435456 bytes",
+        ),
+        (
+            "a library of 200 MiB of zeros",
+            vec![RawEntry { kind: EntryType::Regular, name: "demo/libdemo.so", size: 200 << 20, head: b"", fill: 0 }],
+            "libdemo.so is not a",
+        ),
+        ("10,000 copies of the manifest", (0..10_000).map(|_| toml()).collect(), "it holds \"demo/demo.toml\" twice"),
+    ];
+    assert_eq!(manifest.len(), 76);
+    for (what, entries, refusal) in &cases {
+        let bundle = dir.join("demo-1.0.0-x86_64-unknown-linux-gnu.tar.gz");
+        write_tar_gz(&bundle, entries);
+        for command in ["verify", "install"] {
+            let mut berth = layout.berth();
+            berth.arg(command).arg(&bundle);
+            if command == "install" {
+                berth.arg("--to").arg(layout.plugins());
+            }
+            let run = measure(&format!("berth {command} of {what}"), &berth, std::time::Duration::from_secs(120));
+            let out = output_text(&run.output);
+            assert!(!run.output.status.success(), "{out}");
+            assert!(out.contains(&bundle.display().to_string()) && out.contains(refusal), "{refusal:?} not in:\n{out}");
+            assert!(run.peak_rss_kib < 100 * 1024, "{what}: peak memory {} KiB", run.peak_rss_kib);
+        }
+    }
+    assert_eq!(fs::read_dir(layout.plugins()).unwrap().count(), 0, "a refused install leaves nothing behind");
+}
+
+#[test]
+fn issue_11_install_names_the_bundle_and_leaves_no_staging_behind() {
+    let layout = Layout::new();
+    let bundles = tempfile::tempdir().unwrap();
+    let greeter = example_bundle("greeter", "1.0.0", &library("greeter"), None, bundles.path());
+    let plugins = layout.plugins().to_string_lossy().into_owned();
+
+    // A directory given as a bundle is named as one.
+    let output = berth(&layout, &[], &["verify", &bundles.path().to_string_lossy()]);
+    assert_printed(&output, "it is a directory, not a regular file; put a regular file there; give the path of a bundle file");
+
+    // A plain file where the plugin's directory goes: refused, and nothing is left behind.
+    fs::write(layout.plugins().join("greeter"), "not a directory").unwrap();
+    let output = berth(&layout, &[], &["install", &greeter.to_string_lossy(), "--to", &plugins]);
+    assert!(!output.status.success());
+    assert_printed(&output, "greeter is not a directory, and the plugin's directory goes there; move it away");
+    fs::remove_file(layout.plugins().join("greeter")).unwrap();
+
+    // An unsigned install: the trust line names the signature file, not the staging directory it checked.
+    let output = berth(&layout, &[], &["install", &greeter.to_string_lossy(), "--to", &plugins]);
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert_printed(&output, "trust:      untrusted: no signature (no libgreeter.so.minisig beside the library)");
+    assert!(!output_text(&output).contains(".install-"), "{}", output_text(&output));
+    let entries: Vec<_> = fs::read_dir(layout.plugins()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(entries, ["greeter"], "only the plugin's directory remains");
+}

@@ -49,7 +49,9 @@ impl Bundle {
         let parsed = Manifest::parse(Path::new("manifest.toml"), manifest)?;
         let name = parsed.name.clone();
         let origin = PathBuf::from(format!("{name}.tar.gz"));
-        if !valid_file_name(library_name) || library_name.contains('/') || Role::of(name.as_str(), library_name) != Role::Library
+        if !valid_file_name(library_name)
+            || library_name.contains('/')
+            || Role::of(name.as_str(), library_name) != Role::Library
         {
             return Err(BundleError::Format {
                 path: origin,
@@ -212,7 +214,9 @@ impl Bundle {
                         Role::Checksums => guarded::MAX_CHECKSUMS,
                         Role::Signature => guarded::MAX_KEY,
                         Role::Library => {
-                            if let Some(library) = files.keys().find(|name: &&String| Role::of(dir, name) == Role::Library) {
+                            if let Some(library) =
+                                files.keys().find(|name: &&String| Role::of(dir, name) == Role::Library)
+                            {
                                 return Err(format(format!(
                                     "it holds two libraries ({library} and {file}); a bundle holds exactly one library beside its manifest"
                                 )));

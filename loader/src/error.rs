@@ -574,4 +574,3 @@ pub(crate) fn quote(value: &str) -> String {
 
 /// How many characters of a value a message shows.
 const QUOTE_LIMIT: usize = 80;
-

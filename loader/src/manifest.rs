@@ -42,7 +42,8 @@ impl PluginName {
         let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
         if name.is_empty() || name.len() > 64 || name.starts_with('-') || !name.chars().all(valid_char) {
             return Err(format!(
-                "invalid plugin name {name:?}: use 1 to 64 lowercase letters, digits and '-', starting with a letter or digit"
+                "invalid plugin name {}: use 1 to 64 lowercase letters, digits and '-', starting with a letter or digit",
+                crate::error::quote(name)
             ));
         }
         Ok(Self(name.to_owned()))
@@ -340,7 +341,7 @@ pub(crate) fn parse_toml<T: de::DeserializeOwned>(path: &Path, text: &str) -> Re
         let line = text[..start].matches('\n').count() + 1;
         let column = text[line_start..start].chars().count() + 1;
         let width = error.span().map_or(1, |span| text[start..span.end.clamp(start, line_end)].chars().count().max(1));
-        let snippet = format!("{line:>4} | {line_text}\n     | {}{}", " ".repeat(column - 1), "^".repeat(width));
+        let snippet = snippet(line, line_text, column, width);
         let mut message = error.message().trim().replace('\n', " ");
         // When the span is a value, name its key: `version: unexpected character...`.
         if let Some((key, _)) = line_text.split_once('=') {
@@ -350,6 +351,22 @@ pub(crate) fn parse_toml<T: de::DeserializeOwned>(path: &Path, text: &str) -> Re
         }
         ManifestError::Invalid { path: path.to_owned(), line, column, message, snippet }
     })
+}
+
+/// The most characters of a line a snippet shows.
+const SNIPPET_WIDTH: usize = 100;
+
+/// `line_text` with a caret under `width` characters from `column`: a window of at most [`SNIPPET_WIDTH`]
+/// characters around the column (a 10 KB line is not echoed whole), control characters shown as `?`.
+fn snippet(line: usize, line_text: &str, column: usize, width: usize) -> String {
+    let chars: Vec<char> = line_text.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    let from = if chars.len() <= SNIPPET_WIDTH { 0 } else { (column - 1).saturating_sub(SNIPPET_WIDTH / 2) };
+    let to = chars.len().min(from + SNIPPET_WIDTH);
+    let shown: String = chars[from..to].iter().collect();
+    let (before, after) = (if from > 0 { "..." } else { "" }, if to < chars.len() { "..." } else { "" });
+    let offset = before.len() + column - 1 - from;
+    let width = width.min(to.saturating_sub(column - 1)).max(1);
+    format!("{line:>4} | {before}{shown}{after}\n     | {}{}", " ".repeat(offset), "^".repeat(width))
 }
 
 #[cfg(test)]
@@ -367,6 +384,18 @@ windows = { path = "greeter.dll", sha256 = "000000000000000000000000000000000000
 greeting = "Hi"
 when = 1979-05-27T07:32:00Z
 "#;
+
+    #[test]
+    fn hostile_names_are_cut_and_escaped_in_messages() {
+        let long = GOOD.replace("name = \"greeter\"", &format!("name = \"{}\"", "A".repeat(10_000)));
+        let error = Manifest::parse(Path::new("m.toml"), &long).unwrap_err().to_string();
+        assert!(error.len() < 600, "{} bytes: {error}", error.len());
+        assert!(error.contains("...\" (10000 bytes)"), "{error}");
+        // A Cyrillic "а" (U+0430) in place of the Latin "a".
+        let look_alike = GOOD.replace("name = \"greeter\"", "name = \"gre\u{0435}ter\"");
+        let error = Manifest::parse(Path::new("m.toml"), &look_alike).unwrap_err().to_string();
+        assert!(error.contains("invalid plugin name \"gre\\u{435}ter\""), "{error}");
+    }
 
     fn invalid(text: &str) -> (usize, usize, String) {
         match Manifest::parse(Path::new("m.toml"), text).unwrap_err() {

@@ -21,8 +21,8 @@ use object::{Endianness, FileKind, elf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{HostError, LoadError};
-use crate::manifest::{Manifest, PLATFORM};
 use crate::guarded::{self, ReadError};
+use crate::manifest::{Manifest, PLATFORM};
 use crate::trust::{self, Trust, TrustConfig};
 
 /// A library whose bytes passed every check.
@@ -255,7 +255,11 @@ fn parses(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
 
 /// The ELF header of a file of `size` bytes, from its first bytes: byte order, machine, type, and the
 /// header tables within the file.
-fn check_elf_header<Elf: FileHeader<Endian = Endianness>>(path: &Path, head: &[u8], size: u64) -> Result<(), LoadError> {
+fn check_elf_header<Elf: FileHeader<Endian = Endianness>>(
+    path: &Path,
+    head: &[u8],
+    size: u64,
+) -> Result<(), LoadError> {
     let truncated = |needed: u64| LoadError::Truncated { path: path.to_owned(), size, needed };
     let header = Elf::parse(head).map_err(|_| truncated(size_of::<Elf>() as u64))?;
     let bits = if Elf::is_type_64_sized() { 64 } else { 32 };
@@ -285,8 +289,10 @@ fn check_elf_header<Elf: FileHeader<Endian = Endianness>>(path: &Path, head: &[u
             reason: format!("it is an ELF {} (not a shared object)", type_name(header.e_type(endian))),
         });
     }
-    let needed = table_end(header.e_phoff(endian).into(), header.e_phnum(endian).into(), header.e_phentsize(endian).into())
-        .max(table_end(header.e_shoff(endian).into(), header.e_shnum(endian).into(), header.e_shentsize(endian).into()));
+    let needed =
+        table_end(header.e_phoff(endian).into(), header.e_phnum(endian).into(), header.e_phentsize(endian).into()).max(
+            table_end(header.e_shoff(endian).into(), header.e_shnum(endian).into(), header.e_shentsize(endian).into()),
+        );
     if needed > size { Err(truncated(needed)) } else { Ok(()) }
 }
 
@@ -491,4 +497,3 @@ mod tests {
         assert!(error.contains("unknown format (first bytes 0000000000000000)"), "{error}");
     }
 }
-

@@ -295,7 +295,13 @@ fn issue_11_hostile_bundles_are_refused_within_bounded_memory() {
     let cases: Vec<(&str, Vec<RawEntry>, &str)> = vec![
         (
             "a GNU long name of 256 MiB",
-            vec![RawEntry { kind: EntryType::GNULongName, name: "././@LongLink", size: 256 << 20, head: &long_name, fill: b'a' }],
+            vec![RawEntry {
+                kind: EntryType::GNULongName,
+                name: "././@LongLink",
+                size: 256 << 20,
+                head: &long_name,
+                fill: b'a',
+            }],
             "it has a GNU long-name header of 268435456 bytes, more than the 65536 allowed",
         ),
         (
@@ -339,7 +345,10 @@ fn issue_11_install_names_the_bundle_and_leaves_no_staging_behind() {
 
     // A directory given as a bundle is named as one.
     let output = berth(&layout, &[], &["verify", &bundles.path().to_string_lossy()]);
-    assert_printed(&output, "it is a directory, not a regular file; put a regular file there; give the path of a bundle file");
+    assert_printed(
+        &output,
+        "it is a directory, not a regular file; put a regular file there; give the path of a bundle file",
+    );
 
     // A plain file where the plugin's directory goes: refused, and nothing is left behind.
     fs::write(layout.plugins().join("greeter"), "not a directory").unwrap();

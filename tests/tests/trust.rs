@@ -12,7 +12,8 @@ use berth_tests::{Layout, SigningKey, library_file, sha256_hex, statement_for, w
 const POLICIES: [TrustPolicy; 3] = [TrustPolicy::Enforce, TrustPolicy::Warn, TrustPolicy::Off];
 
 fn config(layout: &Layout, policy: TrustPolicy, key: Option<&SigningKey>) -> HostConfig {
-    let trust = TrustConfig { policy, keys: key.map(SigningKey::trusted).into_iter().collect(), strict_modes: true };
+    let trust =
+        TrustConfig { policy, keys: key.map(SigningKey::trusted).into_iter().collect(), ..TrustConfig::default() };
     HostConfig { trust, ..layout.config() }
 }
 
@@ -267,7 +268,7 @@ fn a_watching_host_loads_a_refused_plugin_once_its_signature_is_installed_beside
     let layout = Layout::new();
     let dir = layout.add_example("greeter");
     let key = SigningKey::generate();
-    let trust = TrustConfig { policy: TrustPolicy::Enforce, keys: vec![key.trusted()], strict_modes: true };
+    let trust = TrustConfig { policy: TrustPolicy::Enforce, keys: vec![key.trusted()], ..TrustConfig::default() };
     let host = Host::new(HostConfig { trust, ..layout.watch_config() }).unwrap();
     let events = host.subscribe();
     assert!(matches!(only_error(&host.load_all()), LoadError::Unsigned { .. }));

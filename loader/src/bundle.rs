@@ -19,7 +19,7 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use semver::Version;
 
-use crate::error::{BundleError, ManifestError, quote};
+use crate::error::{BundleError, LoadError, ManifestError, quote};
 use crate::guarded;
 use crate::manifest::{Manifest, PluginName};
 use crate::trust::{CHECKSUM_FILE, DEFAULT_MAX_LIBRARY, SIGNATURE_SUFFIX, parse_checksums};
@@ -221,8 +221,10 @@ impl Bundle {
                                     "it holds two libraries ({library} and {file}); a bundle holds exactly one library beside its manifest"
                                 )));
                             }
-                            let bytes = read_library(&mut entry, &member, size, max_library)
-                                .map_err(|e| BundleError::Library(Box::new(e)))?;
+                            let bytes = read_library(&mut entry, &member, size, max_library).map_err(|e| match e {
+                                LoadError::Io { source, .. } => damaged(source),
+                                e => BundleError::Library(Box::new(e)),
+                            })?;
                             files.insert((*file).to_owned(), bytes);
                             continue;
                         }

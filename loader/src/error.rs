@@ -189,7 +189,7 @@ pub enum LoadError {
         reason: String,
     },
     /// A file or directory the plugin is loaded from could be changed by another user (`StrictModes`).
-    #[error("{} (mode {mode:04o}): {reason}; or, on a development machine only, turn off [trust].strict_modes", path.display())]
+    #[error("{} (mode {mode:04o}): {reason}", path.display())]
     UnsafePermissions {
         /// The file or directory.
         path: PathBuf,

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{HostError, LoadError};
 use crate::guarded;
 use crate::manifest::{Manifest, PluginName};
+use crate::verify::sha256_hex;
 
 /// The target triple this host was built for; a signature must name it.
 pub const HOST_TARGET: &str = env!("BERTH_HOST_TARGET");
@@ -147,21 +148,34 @@ impl TrustedKey {
         Ok(TrustedKey { id, key })
     }
 
-    /// Reads a key from a minisign `.pub` file. The file and the directories above it must be safe from
-    /// other users (as plugin files are, whatever `strict_modes` says): whoever can replace a trusted key can
-    /// sign their own plugins.
+    /// Reads a key from a minisign `.pub` file, through the guarded read (a regular file of at most
+    /// [`guarded::MAX_KEY`] bytes). The file and the directories above it must be safe from other users (as
+    /// plugin files are, whatever `strict_modes` says): whoever can replace a trusted key can sign their own
+    /// plugins.
     pub fn from_file(path: &Path) -> Result<TrustedKey, String> {
-        let canonical = fs::canonicalize(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        check_permissions(&[&canonical]).map_err(|e| e.to_string())?;
-        let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let unreadable = |e: guarded::ReadError| format!("key file {} cannot be read: {e}", path.display());
+        let canonical = fs::canonicalize(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => unreadable(guarded::ReadError::Missing),
+            _ => unreadable(guarded::ReadError::Io(e)),
+        })?;
+        check_permissions(&[&canonical], "").map_err(|e| e.to_string())?;
+        let text = guarded::read_text(&canonical, guarded::MAX_KEY, "a key file").map_err(unreadable)?;
         TrustedKey::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// A key as configured (`[trust].keys`, `--trusted-key`): the path of a `.pub` file, relative to `base`,
-    /// when such a file exists, else the key's base64 line.
+    /// when such a file exists, else the key's base64 line. An entry that is neither, and holds a character
+    /// base64 does not use (`.`, `-`, `\\`...), is taken for a mistyped path and reported as a file that cannot
+    /// be read.
     pub fn from_config(entry: &str, base: &Path) -> Result<TrustedKey, String> {
         let path = base.join(entry);
-        if path.exists() { TrustedKey::from_file(&path) } else { TrustedKey::parse(entry) }
+        if path.exists() {
+            return TrustedKey::from_file(&path);
+        }
+        TrustedKey::parse(entry).or_else(|e| {
+            let base64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+            if entry.trim().chars().all(base64) { Err(e) } else { TrustedKey::from_file(&path) }
+        })
     }
 
     /// The key id as minisign prints it (uppercase hex, up to 16 digits).
@@ -306,9 +320,9 @@ pub(crate) fn check_checksum_file(manifest: &Manifest, library: &Path, sha256: &
 
 /// Refuses any of `paths` (canonical) when it, or a directory above it, could be changed by someone other than this
 /// user or root: writable by group or others (except a sticky directory, where others cannot replace what
-/// they do not own), or owned by another user.
+/// they do not own), or owned by another user. `also` is appended to the advice (what else would help).
 #[cfg(unix)]
-pub(crate) fn check_permissions(paths: &[&Path]) -> Result<(), LoadError> {
+pub(crate) fn check_permissions(paths: &[&Path], also: &str) -> Result<(), LoadError> {
     use std::os::unix::fs::MetadataExt;
     let user = rustix::process::geteuid().as_raw();
     // The paths usually share their directories: each entry is looked at once.
@@ -320,14 +334,14 @@ pub(crate) fn check_permissions(paths: &[&Path]) -> Result<(), LoadError> {
         let refuse = |reason: String| Err(LoadError::UnsafePermissions { path: entry.to_owned(), mode, reason });
         if owner != user && owner != 0 {
             return refuse(format!(
-                "it is owned by uid {owner}, neither this user (uid {user}) nor root, so that user could change the code this host runs; `chown` it to the host's user"
+                "it is owned by uid {owner}, neither this user (uid {user}) nor root, so that user could change what this host trusts; `chown` it to the host's user{also}"
             ));
         }
         let sticky_dir = metadata.is_dir() && mode & 0o1000 != 0;
         if mode & 0o022 != 0 && !sticky_dir {
             let who = if mode & 0o002 != 0 { "every user" } else { "its group" };
             return refuse(format!(
-                "{who} can write it, and so change the code this host runs; run `chmod go-w {}`",
+                "{who} can write it, and so change what this host trusts; run `chmod go-w {}`{also}",
                 entry.display()
             ));
         }
@@ -337,7 +351,7 @@ pub(crate) fn check_permissions(paths: &[&Path]) -> Result<(), LoadError> {
 
 /// Windows and other platforms: file ACLs are not checked (documented in the ops guide).
 #[cfg(not(unix))]
-pub(crate) fn check_permissions(_paths: &[&Path]) -> Result<(), LoadError> {
+pub(crate) fn check_permissions(_paths: &[&Path], _also: &str) -> Result<(), LoadError> {
     Ok(())
 }
 
@@ -371,27 +385,59 @@ pub(crate) fn private_dir(dir: &Path) -> Result<(), String> {
 /// The name of the accepted-versions file in the data directory.
 pub const ACCEPTED_VERSIONS_FILE: &str = "accepted-versions.toml";
 
-#[derive(Default, Deserialize, Serialize)]
+/// The record's format: written as `format = 1`; a record without it (or with another) is refused.
+const RECORD_FORMAT: u32 = 1;
+
+/// The record's last line starts with this, then the SHA-256 of every byte above it: a record cut short
+/// anywhere, emptied or edited is told from an intact one.
+const RECORD_SEAL: &str = "# sha256 of the lines above: ";
+
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct AcceptedFile {
+    format: u32,
     #[serde(default)]
     accepted: BTreeMap<String, Version>,
 }
 
-/// The highest version of each plugin the host has accepted, kept in `<data dir>/accepted-versions.toml`.
+/// The highest version of each plugin the host has accepted, kept in `<data dir>/accepted-versions.toml`
+/// with the previous record beside it as `accepted-versions.toml.bak`.
 pub(crate) struct AcceptedVersions {
     path: PathBuf,
     versions: Mutex<BTreeMap<String, Version>>,
 }
 
 impl AcceptedVersions {
-    /// Opens the record in `data_dir` (created 0700); a record that cannot be read stops the host, since
-    /// ignoring it would let an old version back in.
+    /// Opens the record in `data_dir` (created 0700). A record that is damaged, cut short, unsealed or
+    /// writable by others stops the host, since taking it as empty would let an old version back in; no
+    /// record is an empty one only in a new (or empty) data directory.
     pub(crate) fn open(data_dir: &Path) -> Result<AcceptedVersions, HostError> {
         let error = |reason: String| HostError::DataDir { dir: data_dir.to_owned(), reason };
         private_dir(data_dir).map_err(error)?;
         let path = data_dir.join(ACCEPTED_VERSIONS_FILE);
-        let versions = read_accepted(&path).map_err(error)?;
+        let versions = match read_accepted(&path).map_err(error)? {
+            Some(versions) => versions,
+            None => {
+                let backup = backup_path(&path);
+                if backup.exists() {
+                    return Err(error(format!(
+                        "{} is missing but its backup is there; restore it with `mv {} {}`",
+                        path.display(),
+                        backup.display(),
+                        path.display()
+                    )));
+                }
+                let mut entries = fs::read_dir(data_dir).map_err(|e| error(format!("cannot list it: {e}")))?;
+                if let Some(entry) = entries.next() {
+                    let other = entry.map(|e| e.file_name()).unwrap_or_default();
+                    return Err(error(format!(
+                        "it holds {} but no {ACCEPTED_VERSIONS_FILE}, so the versions this host accepted are lost; restore the record from a backup, or, to start afresh and accept any version again, empty the directory",
+                        other.to_string_lossy()
+                    )));
+                }
+                BTreeMap::new()
+            }
+        };
         Ok(AcceptedVersions { path, versions: Mutex::new(versions) })
     }
 
@@ -422,8 +468,9 @@ impl AcceptedVersions {
     }
 
     /// Records that the versions of `manifests` were accepted, where they are the highest so far, in one
-    /// write. The file is read again first (another host may share the data directory) and replaced
-    /// atomically. The error is the reason it could not be written ([`AcceptedVersions::record_error`]).
+    /// write. The file is read again first (another host may share the data directory); the current record
+    /// becomes the backup and the new one is sealed and replaces it atomically. The error is the reason it
+    /// could not be written ([`AcceptedVersions::record_error`]).
     pub(crate) fn record(&self, manifests: &[&Manifest]) -> Result<(), String> {
         let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
         let newer: Vec<&&Manifest> = manifests
@@ -433,7 +480,8 @@ impl AcceptedVersions {
         if newer.is_empty() {
             return Ok(());
         }
-        let mut merged = read_accepted(&self.path)?;
+        let on_disk = read_accepted(&self.path)?;
+        let mut merged = on_disk.clone().unwrap_or_default();
         let mut accepted = versions.clone();
         accepted.extend(newer.iter().map(|m| (m.name.as_str().to_owned(), m.version.clone())));
         for (plugin, version) in accepted {
@@ -441,10 +489,15 @@ impl AcceptedVersions {
                 merged.insert(plugin, version);
             }
         }
-        let text = format!(
+        let body = format!(
             "# The highest version of each plugin this host has accepted (written by berth; do not edit).\n# An older version is refused unless its manifest pins it: pin = \"<version>\".\n{}",
-            toml::to_string(&AcceptedFile { accepted: merged.clone() }).map_err(|e| e.to_string())?
+            toml::to_string(&AcceptedFile { format: RECORD_FORMAT, accepted: merged.clone() })
+                .map_err(|e| e.to_string())?
         );
+        let text = format!("{body}{RECORD_SEAL}{}\n", sha256_hex(body.as_bytes()));
+        if on_disk.is_some() {
+            keep_backup(&self.path).map_err(|e| format!("cannot keep a backup of it: {e}"))?;
+        }
         write_atomically(&self.path, text.as_bytes()).map_err(|e| e.to_string())?;
         *versions = merged;
         Ok(())
@@ -456,14 +509,63 @@ impl AcceptedVersions {
     }
 }
 
-fn read_accepted(path: &Path) -> Result<BTreeMap<String, Version>, String> {
-    match fs::read_to_string(path) {
-        Ok(text) => toml::from_str::<AcceptedFile>(&text)
-            .map(|file| file.accepted)
-            .map_err(|e| format!("{}: {}; restore it from a backup", path.display(), e.message())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+/// `accepted-versions.toml.bak` beside the record.
+fn backup_path(record: &Path) -> PathBuf {
+    let mut name = record.as_os_str().to_owned();
+    name.push(".bak");
+    PathBuf::from(name)
+}
+
+/// Makes the current record the backup without copying it: a hard link under a temporary name, renamed over
+/// the old backup (made durable with the new record by [`write_atomically`]'s directory sync).
+fn keep_backup(record: &Path) -> io::Result<()> {
+    let dir = record.parent().unwrap_or(Path::new("."));
+    let temp =
+        tempfile::Builder::new().prefix(".accepted-versions").make_in(dir, |path| fs::hard_link(record, path))?;
+    temp.persist(backup_path(record)).map(drop).map_err(|e| e.error)
+}
+
+/// Reads and checks the record: `None` when there is none. Every other failure says what is wrong and what to
+/// do: the backup to restore when there is one.
+fn read_accepted(path: &Path) -> Result<Option<BTreeMap<String, Version>>, String> {
+    let text = match guarded::read_text(path, guarded::MAX_RECORD, "an accepted-versions record") {
+        Ok(text) => text,
+        Err(e) if e.is_missing() => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let damaged = |what: String| {
+        let backup = backup_path(path);
+        let advice = if backup.is_file() {
+            format!("restore the previous record with `mv {} {}`", backup.display(), path.display())
+        } else {
+            "restore it from a backup (a record without its seal cannot be trusted: an older version could come back)"
+                .to_owned()
+        };
+        format!("{}: {what}; {advice}", path.display())
+    };
+    let canonical = fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    check_permissions(&[&canonical], "").map_err(|e| e.to_string())?;
+    let sealed = text.strip_suffix('\n').and_then(|rest| {
+        let at = rest.rfind('\n').map_or(0, |at| at + 1);
+        let seal = rest[at..].strip_prefix(RECORD_SEAL)?;
+        Some((&text[..at], seal))
+    });
+    let Some((body, seal)) = sealed else {
+        return Err(damaged(format!(
+            "it does not end with its seal line (`{RECORD_SEAL}...`), so it was cut short, emptied or written by hand"
+        )));
+    };
+    if seal != sha256_hex(body.as_bytes()) {
+        return Err(damaged("its content does not match its seal line, so it was changed or damaged".to_owned()));
     }
+    let file = toml::from_str::<AcceptedFile>(body).map_err(|e| damaged(e.message().to_owned()))?;
+    if file.format != RECORD_FORMAT {
+        return Err(damaged(format!(
+            "it is in format {}, and this berth reads format {RECORD_FORMAT}; use the berth that wrote it",
+            file.format
+        )));
+    }
+    Ok(Some(file.accepted))
 }
 
 /// Replaces `path` with `bytes`: written to a temporary file beside it, synced, renamed over it, and the

@@ -138,7 +138,10 @@ pub(crate) fn verify_library(manifest: &Manifest, config: &TrustConfig) -> Resul
     }
     if config.strict_modes {
         let manifest_path = fs::canonicalize(&manifest.path).map_err(io_error(&manifest.path))?;
-        trust::check_permissions(&[&manifest_path, &source])?;
+        trust::check_permissions(
+            &[&manifest_path, &source],
+            "; or, on a development machine only, turn off [trust].strict_modes",
+        )?;
     }
     let (bytes, before) = read_library_file(&source, config.max_library_size).map_err(|e| match e {
         LoadError::Read { source: ReadError::NotRegular { .. }, .. } => {

@@ -359,6 +359,16 @@ impl Layout {
         self.dir.path().join("data")
     }
 
+    /// Rewrites the accepted-versions record as `edit` returns it, sealed again as berth seals it (the last
+    /// line: the SHA-256 of the lines above), as if a host had accepted what it now says.
+    pub fn edit_record(&self, edit: impl FnOnce(&str) -> String) {
+        let path = self.data().join(berth::trust::ACCEPTED_VERSIONS_FILE);
+        let text = fs::read_to_string(&path).unwrap();
+        let body = text.trim_end_matches('\n').rsplit_once('\n').expect("a sealed record").0.to_owned() + "\n";
+        let body = edit(&body);
+        fs::write(&path, format!("{body}# sha256 of the lines above: {}\n", sha256_hex(body.as_bytes()))).unwrap();
+    }
+
     /// The host configuration for this layout.
     pub fn config(&self) -> HostConfig {
         HostConfig {

@@ -186,7 +186,7 @@ fn an_older_version_than_one_accepted_is_refused_unless_its_manifest_pins_it() {
     let record = fs::read_to_string(layout.data().join(ACCEPTED_VERSIONS_FILE)).unwrap();
     assert!(record.contains("greeter = \"1.0.0\""), "{record}");
     // A host that once accepted greeter 1.2.0 (as the record says) refuses 1.0.0.
-    fs::write(layout.data().join(ACCEPTED_VERSIONS_FILE), record.replace("1.0.0", "1.2.0")).unwrap();
+    layout.edit_record(|body| body.replace("1.0.0", "1.2.0"));
     let (_, report) = load(layout.config());
     let error = only_error(&report);
     let LoadError::Downgrade { version, highest, .. } = error else { panic!("expected Downgrade: {error:?}") };
@@ -204,6 +204,93 @@ fn an_older_version_than_one_accepted_is_refused_unless_its_manifest_pins_it() {
     // The pinned roll-back does not lower what was accepted.
     let record = fs::read_to_string(layout.data().join(ACCEPTED_VERSIONS_FILE)).unwrap();
     assert!(record.contains("greeter = \"1.2.0\""), "{record}");
+}
+
+/// Issue 11: a record that exists but cannot be fully trusted (emptied, cut short, unsealed, changed,
+/// writable by others) stops the host and is left as it is; the advice it gives works when followed.
+#[test]
+fn issue_11_a_damaged_accepted_versions_record_stops_the_host_and_its_backup_restores_the_mark() {
+    let layout = Layout::new();
+    layout.add_example("greeter");
+    let record = layout.data().join(ACCEPTED_VERSIONS_FILE);
+    let backup = layout.data().join(format!("{ACCEPTED_VERSIONS_FILE}.bak"));
+    assert!(load(layout.config()).1.failures.is_empty());
+    assert!(!backup.exists(), "the first record has no backup");
+    // As if this host had accepted greeter 1.2.0: 1.0.0 is refused from now on.
+    layout.edit_record(|body| body.replace("1.0.0", "1.2.0"));
+    layout.add_example("quota");
+    let (host, report) = load(layout.config());
+    assert!(matches!(only_error(&report), LoadError::Downgrade { .. }), "{:?}", report.failures);
+    drop(host);
+    let intact = fs::read_to_string(&record).unwrap();
+    assert!(intact.contains("quota = ") && intact.contains("format = 1"), "{intact}");
+    assert!(fs::read_to_string(&backup).unwrap().contains("greeter = \"1.2.0\""), "the backup is the previous record");
+
+    let header_end = intact.find('\n').unwrap();
+    let damaged: [(&str, String, &str); 5] = [
+        ("emptied", String::new(), "it does not end with its seal line"),
+        ("cut inside its header comment", intact[..header_end / 2].to_owned(), "it does not end with its seal line"),
+        ("only its [accepted] line", "[accepted]\n".to_owned(), "it does not end with its seal line"),
+        (
+            "cut before its seal",
+            intact[..intact.rfind("# sha256").unwrap()].to_owned(),
+            "it does not end with its seal line",
+        ),
+        ("edited without its seal", intact.replace("1.2.0", "1.0.0"), "its content does not match its seal line"),
+    ];
+    for (case, text, words) in damaged {
+        fs::write(&record, &text).unwrap();
+        let error = Host::new(config(&layout, TrustPolicy::Enforce, None))
+            .err()
+            .unwrap_or_else(|| panic!("{case}: the host started"));
+        let message = error.to_string();
+        assert!(message.contains(words), "{case}: {message}");
+        let advice = format!("restore the previous record with `mv {} {}`", backup.display(), record.display());
+        assert!(message.contains(&advice), "{case}: {message}");
+        assert_eq!(fs::read_to_string(&record).unwrap(), text, "{case}: the damaged record is left as it was");
+    }
+    // The advice, followed: the previous record comes back, and with it greeter's mark.
+    fs::rename(&backup, &record).unwrap();
+    let (_, report) = load(config(&layout, TrustPolicy::Off, None));
+    assert!(matches!(only_error(&report), LoadError::Downgrade { .. }), "{:?}", report.failures);
+
+    // Without a backup, a damaged record still stops the host; a missing one beside its backup does too.
+    fs::remove_file(&backup).ok();
+    fs::write(&record, "").unwrap();
+    let message = Host::new(layout.config()).err().expect("an empty record stops the host").to_string();
+    assert!(message.contains("restore it from a backup"), "{message}");
+    fs::write(&backup, &intact).unwrap();
+    fs::remove_file(&record).unwrap();
+    let message = Host::new(layout.config()).err().expect("a missing record stops the host").to_string();
+    assert!(
+        message.contains(&format!("is missing but its backup is there; restore it with `mv {}", backup.display())),
+        "{message}"
+    );
+    // A data directory that holds anything else but no record is not a new one.
+    fs::remove_file(&backup).unwrap();
+    fs::write(layout.data().join("notes.txt"), "").unwrap();
+    let message = Host::new(layout.config()).err().expect("a lost record stops the host").to_string();
+    assert!(message.contains("holds notes.txt but no accepted-versions.toml"), "{message}");
+    // An empty data directory is a new one: no record is an empty record.
+    fs::remove_file(layout.data().join("notes.txt")).unwrap();
+    assert!(load(layout.config()).1.failures.is_empty());
+    assert!(fs::read_to_string(&record).unwrap().contains("greeter = \"1.0.0\""));
+
+    // A record others could write is refused like a key file, and the advice given works.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&record, fs::Permissions::from_mode(0o664)).unwrap();
+        let message = Host::new(layout.config()).err().expect("a group-writable record stops the host").to_string();
+        let advice = format!(
+            "its group can write it, and so change what this host trusts; run `chmod go-w {}`",
+            record.canonicalize().unwrap().display()
+        );
+        assert!(message.contains(&advice), "{message}");
+        assert!(!message.contains("strict_modes"), "turning strict_modes off does not help: {message}");
+        std::process::Command::new("chmod").arg("go-w").arg(&record).status().unwrap();
+        assert!(load(layout.config()).1.failures.is_empty());
+    }
 }
 
 #[cfg(unix)]
@@ -292,4 +379,20 @@ fn a_trusted_key_file_others_can_write_is_refused() {
     fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
     let error = berth::TrustedKey::from_file(&path).unwrap_err();
     assert!(error.contains("(mode 0666)") && error.contains("chmod go-w"), "{error}");
+    // Issue 11: strict_modes is not offered (key files are checked whatever it says); the advice given works.
+    assert!(!error.contains("strict_modes"), "{error}");
+    std::process::Command::new("chmod").arg("go-w").arg(&path).status().unwrap();
+    assert_eq!(berth::TrustedKey::from_file(&path).unwrap(), key.trusted());
+    // A mistyped path is a file that cannot be read, not a malformed key; a FIFO is refused without blocking.
+    let error = berth::TrustedKey::from_config("no-such-file.pub", layout.plugins().parent().unwrap()).unwrap_err();
+    assert!(error.ends_with("no-such-file.pub cannot be read: it does not exist"), "{error}");
+    let fifo = layout.plugins().with_file_name("fifo.pub");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let error = berth::TrustedKey::from_file(&fifo).unwrap_err();
+    assert!(error.contains("cannot be read: it is a FIFO (named pipe), not a regular file"), "{error}");
+    // A key given inline still parses, and a damaged inline key is reported as a key.
+    let line = key.public_file().lines().nth(1).unwrap().to_owned();
+    assert_eq!(berth::TrustedKey::from_config(&line, Path::new(".")).unwrap(), key.trusted());
+    let error = berth::TrustedKey::from_config(&line[..20], Path::new(".")).unwrap_err();
+    assert!(error.contains("not a minisign public key"), "{error}");
 }

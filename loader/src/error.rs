@@ -158,6 +158,15 @@ pub enum LoadError {
         /// The limit (`[trust] max_library_mib`).
         limit: u64,
     },
+    /// The plugin was built with `panic = "abort"`: its first panic would end the host.
+    #[error(
+        "{} was built with panic = \"abort\", so its first panic would end this host instead of failing one call; rebuild it with panic = \"unwind\" (remove `panic = \"abort\"` from the [profile] sections of its Cargo.toml and the workspace's)",
+        path.display()
+    )]
+    PanicAbort {
+        /// The library.
+        path: PathBuf,
+    },
     /// The file ends before the data its own headers describe: a partial copy or an interrupted write.
     #[error("{} is truncated: its headers describe {needed} bytes but the file has {size}; copy the complete file again", path.display())]
     Truncated {

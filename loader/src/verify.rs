@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use berth_plugin_api::BuildFacts;
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::{Endianness, FileKind, elf};
 use sha2::{Digest, Sha256};
@@ -156,6 +157,9 @@ pub(crate) fn verify_library(manifest: &Manifest, config: &TrustConfig) -> Resul
     }
     let stamp = stamp.with_trust_files(manifest, &joined);
     check_binary(&source, &bytes)?;
+    if panic_strategy(&bytes) == PanicStrategy::Abort {
+        return Err(LoadError::PanicAbort { path: source });
+    }
     let sha256 = sha256_hex(&bytes);
     if let Some(expected) = &entry.sha256 {
         if *expected != sha256 {
@@ -247,6 +251,42 @@ pub(crate) fn check_binary(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
 
 /// Whether this platform's libraries are ELF files.
 const ELF_PLATFORM: bool = cfg!(all(unix, not(target_os = "macos")));
+
+/// How a plugin library handles a panic, as its build facts say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PanicStrategy {
+    /// It unwinds to the plugin's own fence: contained.
+    Unwind,
+    /// It aborts the process: refused in-process.
+    Abort,
+    /// It exports no build facts (built on plugin-api before 1.3, or not by `export_plugin!`): loaded as
+    /// before, which is right for every plugin built with the default `panic = "unwind"`.
+    Unknown,
+}
+
+/// Reads the build facts `export_plugin!` exports ([`BuildFacts`]) from the library's bytes: the exported
+/// symbol's address, the section that holds it, and the bytes there. No code of the library runs.
+pub(crate) fn panic_strategy(bytes: &[u8]) -> PanicStrategy {
+    use object::{Object, ObjectSection};
+    let facts = || {
+        let file = object::File::parse(bytes).ok()?;
+        let symbol = file.exports().ok()?.into_iter().find(|export| {
+            let name = export.name();
+            name == BuildFacts::SYMBOL.as_bytes() || name.strip_prefix(b"_") == Some(BuildFacts::SYMBOL.as_bytes())
+        })?;
+        let address = symbol.address();
+        let section = file
+            .sections()
+            .find(|section| address.checked_sub(section.address()).is_some_and(|offset| offset < section.size()))?;
+        let offset = usize::try_from(address - section.address()).ok()?;
+        BuildFacts::from_bytes(section.data().ok()?.get(offset..)?.get(..BuildFacts::SIZE)?)
+    };
+    match facts() {
+        Some(facts) if facts.panic_unwind == 0 => PanicStrategy::Abort,
+        Some(_) => PanicStrategy::Unwind,
+        None => PanicStrategy::Unknown,
+    }
+}
 
 /// macOS and Windows (not run on this project's CI): the object crate parses every header and table.
 fn parses(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {

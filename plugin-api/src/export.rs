@@ -43,6 +43,12 @@ macro_rules! export_plugin {
             const VERSION: &'static str = env!("CARGO_PKG_VERSION");
         }
 
+        /// How this plugin was built, read by the host from the library file before it is opened.
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        #[unsafe(no_mangle)]
+        pub static berth_build_facts_1: $crate::BuildFacts = $crate::BuildFacts::new(cfg!(panic = "unwind"));
+
         /// The abi_stable library header of this Berth plugin.
         #[doc(hidden)]
         // The name is abi_stable's mangled root-module symbol (`ROOT_MODULE_LOADER_NAME`), checked by a test.
@@ -50,6 +56,41 @@ macro_rules! export_plugin {
         pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::__private::LibHeader =
             $crate::__private::lib_header::<$plugin>();
     };
+}
+
+/// Facts about how a plugin library was built, exported by [`crate::export_plugin!`] (since 1.3) as the
+/// symbol [`BuildFacts::SYMBOL`]. The host reads them from the library file, before the library is opened
+/// and any of its code runs. Immutable: a new fact is a new symbol.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildFacts {
+    /// [`BuildFacts::MAGIC`]: tells these bytes from anything else at that name.
+    pub magic: [u8; 8],
+    /// 1 when the plugin crate was compiled with `panic = "unwind"`, 0 with `panic = "abort"`: in-process, a
+    /// plugin's panics are contained by unwinding to its export fence, and with `abort` the first one ends the
+    /// host.
+    pub panic_unwind: u8,
+}
+
+impl BuildFacts {
+    /// The exported symbol's name (without the leading `_` Mach-O adds).
+    pub const SYMBOL: &'static str = "berth_build_facts_1";
+    /// The first bytes of the facts.
+    pub const MAGIC: [u8; 8] = *b"berthbf1";
+    /// The size the host reads.
+    pub const SIZE: usize = size_of::<BuildFacts>();
+
+    /// The facts of a plugin compiled with the given panic strategy.
+    pub const fn new(panic_unwind: bool) -> Self {
+        BuildFacts { magic: Self::MAGIC, panic_unwind: panic_unwind as u8 }
+    }
+
+    /// Reads facts from the bytes at the symbol: `None` unless they start with [`BuildFacts::MAGIC`].
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (magic, rest) = bytes.split_first_chunk::<8>()?;
+        let panic_unwind = *rest.first()?;
+        (*magic == Self::MAGIC).then_some(BuildFacts { magic: *magic, panic_unwind })
+    }
 }
 
 /// The library header for plugin `P`: what `export_plugin!` puts in the exported static.

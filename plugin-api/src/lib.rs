@@ -59,7 +59,7 @@ mod log;
 mod plugin;
 
 pub use abi::{ErrorKind, HealthStatus, PluginInfo};
-pub use export::{Guarded, guard};
+pub use export::{BuildFacts, Guarded, guard};
 pub use extension::{Extension, ExtensionMismatch, Interface, summarize_layout_errors};
 pub use plugin::{Error, Health, Host, NoConfig, Plugin, json_call};
 

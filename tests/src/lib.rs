@@ -85,6 +85,8 @@ pub enum ApiVariant {
     NextMajor,
     /// plugin-api 1.1.0 with a changed type in the frozen core (`HealthStatus` gained a variant).
     ChangedLayout,
+    /// This plugin-api, the probe built with `panic = "abort"`.
+    PanicAbort,
 }
 
 impl ApiVariant {
@@ -95,6 +97,7 @@ impl ApiVariant {
             ApiVariant::NewerMinor => "probe-api-1-7",
             ApiVariant::NextMajor => "probe-api-2-0",
             ApiVariant::ChangedLayout => "probe-changed-layout",
+            ApiVariant::PanicAbort => "probe-panic-abort",
         }
     }
 
@@ -103,7 +106,7 @@ impl ApiVariant {
             ApiVariant::Older => "1.0.0",
             ApiVariant::NewerMinor => "1.7.0",
             ApiVariant::NextMajor => "2.0.0",
-            ApiVariant::ChangedLayout => berth::HOST_API_VERSION,
+            ApiVariant::ChangedLayout | ApiVariant::PanicAbort => berth::HOST_API_VERSION,
         }
     }
 }
@@ -153,6 +156,12 @@ fn build_api_variant(variant: ApiVariant) -> PathBuf {
         ApiVariant::Older => {
             fs::write(api.join("src/ext.rs"), "//! No extension interfaces in 1.0.\n").unwrap();
             fs::remove_dir_all(api.join("src/ext")).expect("remove the extensions added after 1.0");
+            // The build facts arrived in 1.3: a 1.0 plugin exports none.
+            replace_once(
+                &api.join("src/export.rs"),
+                "        #[unsafe(no_mangle)]\n        pub static berth_build_facts_1:",
+                "        pub static berth_build_facts_1:",
+            );
         }
         ApiVariant::ChangedLayout => {
             replace_once(
@@ -161,9 +170,19 @@ fn build_api_variant(variant: ApiVariant) -> PathBuf {
                 "    Failing,\n    /// Added: changes the layout.\n    Unknown,\n}",
             );
         }
-        ApiVariant::NewerMinor | ApiVariant::NextMajor => {}
+        ApiVariant::NewerMinor | ApiVariant::NextMajor | ApiVariant::PanicAbort => {}
     }
     write_workspace(&dir, &["plugin-api", "probe"], None);
+    if variant == ApiVariant::PanicAbort {
+        let path = dir.join("Cargo.toml");
+        let mut workspace: toml::Table = toml::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        let profiles = workspace.entry("profile").or_insert_with(|| toml::Table::new().into());
+        for profile in ["dev", "release"] {
+            let table = profiles.as_table_mut().unwrap().entry(profile).or_insert_with(|| toml::Table::new().into());
+            table.as_table_mut().unwrap().insert("panic".into(), "abort".into());
+        }
+        fs::write(&path, toml::to_string(&workspace).unwrap()).unwrap();
+    }
     fs::create_dir_all(dir.join("probe/src")).unwrap();
     fs::write(
         dir.join("probe/Cargo.toml"),

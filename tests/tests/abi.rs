@@ -53,7 +53,7 @@ fn a_major_mismatch_is_refused_naming_both_versions() {
         other => panic!("expected IncompatibleApi, got {other}"),
     }
     let message = failure.to_string();
-    assert!(message.contains("plugin-api 2.0.0 is incompatible with this host's 1.2.0 (needs 1.x)"), "{message}");
+    assert!(message.contains("plugin-api 2.0.0 is incompatible with this host's 1.3.0 (needs 1.x)"), "{message}");
 }
 
 #[test]
@@ -73,4 +73,17 @@ fn a_changed_layout_is_refused_with_a_one_line_summary() {
     );
     assert!(details.lines().count() > 20, "the full report is kept for --verbose");
     assert_eq!(failure.error.details(), *details);
+}
+
+/// Issue 11: a plugin built with `panic = "abort"` is refused before it is opened, saying why and how to
+/// rebuild; a plugin built before the build facts existed (1.0, above) loads as before.
+#[test]
+fn a_plugin_built_with_panic_abort_is_refused_with_rebuild_advice() {
+    let report = load(ApiVariant::PanicAbort);
+    assert_eq!(report.failures.len(), 1, "{:?}", report.loaded);
+    let error = &report.failures[0].error;
+    assert!(matches!(error, LoadError::PanicAbort { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("was built with panic = \"abort\", so its first panic would end this host"), "{message}");
+    assert!(message.contains("rebuild it with panic = \"unwind\""), "{message}");
 }

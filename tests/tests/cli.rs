@@ -59,7 +59,7 @@ fn check_prints_one_line_per_failure_and_exits_non_zero() {
     let failures: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL ")).collect();
     assert_eq!(failures.len(), 1, "{text}");
     assert!(failures[0].contains("probe-changed-layout") && failures[0].contains("layout differs"), "{text}");
-    assert!(text.contains("3 manifest(s) checked against plugin-api 1.2.0: 2 loaded, 0 disabled, 1 failed"), "{text}");
+    assert!(text.contains("3 manifest(s) checked against plugin-api 1.3.0: 2 loaded, 0 disabled, 1 failed"), "{text}");
 
     let verbose = stdout(&berth(&layout, &["check", "--verbose"]));
     assert!(verbose.lines().count() > text.lines().count() + 20, "--verbose adds abi_stable's full report");
@@ -96,7 +96,7 @@ fn info_describes_a_plugin_or_a_library_file() {
         "name:       quota",
         "state:      active",
         "generation: 1",
-        "api:        berth-plugin-api 1.2.0",
+        "api:        berth-plugin-api 1.3.0",
         "health:     Ok",
     ] {
         assert!(by_name.contains(expected), "{expected:?} missing in {by_name}");

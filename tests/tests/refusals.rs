@@ -232,7 +232,7 @@ fn an_api_requirement_the_host_does_not_meet_is_refused() {
         l.add("quota", text, &library("quota"), "libquota.so");
     });
     assert!(matches!(error, LoadError::ApiRequirement { .. }), "{error:?}");
-    assert!(message.contains("`api = \"^1.9\"` does not accept this host's plugin-api 1.2.0"), "{message}");
+    assert!(message.contains("`api = \"^1.9\"` does not accept this host's plugin-api 1.3.0"), "{message}");
 }
 
 #[test]

@@ -22,7 +22,7 @@ use semver::Version;
 
 use crate::config::HostConfig;
 use crate::discover::discover;
-use crate::error::{LoadError, LoadFailure};
+use crate::error::{LoadError, LoadFailure, ManifestError};
 use crate::load;
 use crate::logbridge;
 use crate::manifest::{Manifest, PluginName};
@@ -45,8 +45,8 @@ pub struct LoadReport {
     pub removed: Vec<PluginName>,
     /// Everything refused, with the reason: failed loads, and refused reloads (their plugin keeps serving).
     pub failures: Vec<LoadFailure>,
-    /// Manifests whose library looks still being written (incomplete, and modified within the settle time):
-    /// neither loaded nor reported yet. A watching host reads them again.
+    /// Manifests that look still being written, or whose library does (invalid or incomplete, and modified
+    /// within the settle time): neither loaded nor reported yet. A watching host reads them again.
     pub pending: Vec<PathBuf>,
 }
 
@@ -134,6 +134,11 @@ impl Inner {
         for path in paths.iter().filter(|path| scope.covers(path) || failed.contains(path.as_path())) {
             match Manifest::load(path) {
                 Ok(manifest) => by_name.entry(manifest.name.clone()).or_default().push(manifest),
+                Err(error) if self.manifest_being_written(scope, path, &error) => {
+                    // Looked at again after another quiet period; what it described keeps its state meanwhile.
+                    claimed.extend(known.iter().filter(|(_, _, p)| p == path).map(|(name, _, _)| name.clone()));
+                    report.pending.push(path.clone());
+                }
                 Err(error) => {
                     tracing::warn!("{error}");
                     // The plugins this manifest described keep their state; a serving one keeps serving.
@@ -499,9 +504,6 @@ impl Inner {
     /// Whether `error` says the library is incomplete and it changed within the settle time: a writer is
     /// probably still at work, so it is read again later instead of being reported.
     fn still_being_written(&self, scope: &Scope, manifest: &Manifest, error: &LoadError) -> bool {
-        if matches!(scope, Scope::All) {
-            return false;
-        }
         let incomplete = matches!(
             error,
             LoadError::Truncated { .. }
@@ -510,7 +512,19 @@ impl Inner {
                 | LoadError::LibraryMissing { .. }
         );
         let changed = FileStamp::of_library(manifest).or_else(|| FileStamp::of(manifest.dir()));
-        incomplete && changed.is_some_and(|stamp| stamp.age() < self.config.reload.settle)
+        incomplete && self.settling(scope, changed)
+    }
+
+    /// Whether the manifest at `path` does not parse and changed within the settle time: caught empty or cut
+    /// short by a writer still at work, like an incomplete library.
+    fn manifest_being_written(&self, scope: &Scope, path: &Path, error: &ManifestError) -> bool {
+        matches!(error, ManifestError::Invalid { .. }) && self.settling(scope, FileStamp::of(path))
+    }
+
+    /// Whether a file that changed at `stamp` may still be being written: only a watching host's rescan waits
+    /// for it (a first load or `load_all` reports at once).
+    fn settling(&self, scope: &Scope, stamp: Option<FileStamp>) -> bool {
+        !matches!(scope, Scope::All) && stamp.is_some_and(|stamp| stamp.age() < self.config.reload.settle)
     }
 }
 

@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::marker::PhantomData;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -87,6 +87,11 @@ pub enum EventKind {
     Removed,
     /// Shut down with the host.
     Retired,
+    /// The plugin directory it was found in is gone (deleted, renamed, unmounted): what serves keeps serving,
+    /// but its files are not watched until the directory returns. `detail` names the directory.
+    Unwatched,
+    /// The plugin directory it was found in is back and watched again; a rescan follows.
+    Watched,
 }
 
 /// A lifecycle event, as subscribers receive it.
@@ -124,6 +129,8 @@ impl fmt::Display for Event {
             EventKind::Disabled => write!(f, "{plugin}: disabled: {}", self.detail),
             EventKind::Removed => write!(f, "{plugin}: removed: {}", self.detail),
             EventKind::Retired => write!(f, "{plugin}: shut down{generation}: {}", self.detail),
+            EventKind::Unwatched => write!(f, "{plugin}: not watched: {}", self.detail),
+            EventKind::Watched => write!(f, "{plugin}: watched again: {}", self.detail),
         }
     }
 }
@@ -339,7 +346,9 @@ impl Slot {
     fn emit(&self, kind: EventKind, state: PluginState, generation: Option<u64>, version: String, detail: String) {
         let event = Event { plugin: self.name.clone(), kind, state, generation, version, detail };
         match event.kind {
-            EventKind::Failed | EventKind::ReloadFailed => tracing::warn!(plugin = %self.name, "{event}"),
+            EventKind::Failed | EventKind::ReloadFailed | EventKind::Unwatched => {
+                tracing::warn!(plugin = %self.name, "{event}")
+            }
             EventKind::Progress => tracing::debug!(plugin = %self.name, "{event}"),
             _ => tracing::info!(plugin = %self.name, "{event}"),
         }
@@ -534,6 +543,25 @@ impl Registry {
                 (slot.name.clone(), status.state, status.manifest.clone())
             })
             .collect()
+    }
+
+    /// Reports to every plugin found under the plugin directory `dir` that the directory is gone (`back`
+    /// false) or watched again: an [`EventKind::Unwatched`] or [`EventKind::Watched`] event each, with
+    /// `detail`. Nothing changes state.
+    pub(crate) fn directory_watch(&self, dir: &Path, back: bool, detail: &str) {
+        let slots: Vec<Arc<Slot>> = {
+            let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+            slots.values().filter(|slot| slot.status().manifest.starts_with(dir)).cloned().collect()
+        };
+        for slot in slots {
+            let (state, version) = {
+                let status = slot.status();
+                (status.state, status.version.clone())
+            };
+            let generation = slot.current.load().as_ref().map(|g| g.number);
+            let kind = if back { EventKind::Watched } else { EventKind::Unwatched };
+            slot.emit(kind, state, generation, version, detail.to_owned());
+        }
     }
 
     /// The serving plugins that depend on `name`, with their requirement on it (one pass, one lock).

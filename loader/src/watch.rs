@@ -9,8 +9,15 @@
 //! into separate reloads. A library still incomplete when its group falls quiet (a writer that paused) is
 //! read again after another quiet period instead of being reported, for up to the settle time
 //! (`reconcile`). Access events (our own reads) are ignored. When the kernel drops events (inotify queue
-//! overflow), or the watcher reports an error, everything is rescanned: the registry compares each plugin's
-//! files with what it serves, so a rescan only acts on what really changed.
+//! overflow), or the watcher reports an error, every plugin directory is watched afresh (notify adds watches
+//! for new directories only from their create events, so one swapped in during the overflow would stay
+//! unwatched) and everything is rescanned: the registry compares each plugin's files with what it serves, so
+//! a rescan only acts on what really changed.
+//!
+//! A configured plugin directory that disappears (deleted, renamed, unmounted) is reported (a warn line, and
+//! an `Unwatched` event for each plugin found in it); what it served keeps serving, since discovery counts an
+//! unreadable directory as a failure, never as deleted manifests. It is looked for every [`LOST_POLL`] and
+//! watched again when it returns (a `Watched` event each, then a rescan).
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -20,11 +27,14 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use notify::event::{AccessKind, AccessMode};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
 use crate::error::HostError;
 use crate::reconcile::{Inner, Scope};
+
+/// How often a plugin directory that disappeared is looked for.
+const LOST_POLL: Duration = Duration::from_millis(500);
 
 enum Message {
     Fs(notify::Result<notify::Event>),
@@ -36,7 +46,6 @@ enum Message {
 pub struct Watcher {
     sender: Sender<Message>,
     thread: Option<JoinHandle<()>>,
-    _watcher: RecommendedWatcher,
 }
 
 impl Watcher {
@@ -55,11 +64,13 @@ impl Watcher {
             watcher
                 .watch(&canonical, RecursiveMode::Recursive)
                 .map_err(|e| HostError::Watch { dir: dir.clone(), reason: e.to_string() })?;
-            roots.push(Root { configured: dir.clone(), canonical });
+            roots.push(Root { configured: dir.clone(), canonical, watch: RootWatch::Watched });
         }
         let state = Debouncer {
             inner: Arc::downgrade(inner),
+            watcher,
             roots,
+            rewatch: false,
             ignored: inner.config.cache_dir.canonicalize().unwrap_or_else(|_| inner.config.cache_dir.clone()),
             debounce: inner.config.reload.debounce,
             dirty: BTreeMap::new(),
@@ -70,7 +81,7 @@ impl Watcher {
             .name("berth-watch".to_owned())
             .spawn(move || state.run(&receiver))
             .map_err(|e| HostError::Watch { dir: PathBuf::new(), reason: format!("cannot start a thread: {e}") })?;
-        Ok(Watcher { sender, thread: Some(thread), _watcher: watcher })
+        Ok(Watcher { sender, thread: Some(thread) })
     }
 }
 
@@ -86,11 +97,24 @@ impl Drop for Watcher {
 struct Root {
     configured: PathBuf,
     canonical: PathBuf,
+    watch: RootWatch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RootWatch {
+    Watched,
+    /// An event said the directory itself was removed or renamed: a new one may stand at its path already.
+    Suspect,
+    /// The directory is gone, and not watched until it returns.
+    Lost,
 }
 
 struct Debouncer {
     inner: Weak<Inner>,
+    watcher: RecommendedWatcher,
     roots: Vec<Root>,
+    /// Events were dropped: watch every directory afresh before the next full rescan.
+    rewatch: bool,
     ignored: PathBuf,
     debounce: Duration,
     /// Group -> time of its last event.
@@ -102,7 +126,9 @@ struct Debouncer {
 impl Debouncer {
     fn run(mut self, receiver: &mpsc::Receiver<Message>) {
         loop {
-            let next = self.dirty.values().chain(&self.rescan).min().map(|last| *last + self.debounce);
+            let lost = self.roots.iter().any(|root| root.watch == RootWatch::Lost);
+            let lost = lost.then(|| Instant::now() + LOST_POLL.saturating_sub(self.debounce));
+            let next = self.dirty.values().chain(&self.rescan).chain(&lost).min().map(|last| *last + self.debounce);
             let message = match next {
                 Some(due) => receiver.recv_timeout(due.saturating_duration_since(Instant::now())),
                 None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -112,7 +138,7 @@ impl Debouncer {
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            if self.rescan_due().is_none() {
+            if self.check_roots().is_none() || self.rescan_due().is_none() {
                 return;
             }
         }
@@ -123,14 +149,26 @@ impl Debouncer {
         let event = match event {
             Ok(event) => event,
             Err(error) => {
-                tracing::warn!("watching the plugin directories: {error}; rescanning everything");
-                self.rescan = Some(now);
+                tracing::warn!(
+                    "watching the plugin directories: {error}; watching them afresh and rescanning everything"
+                );
+                (self.rescan, self.rewatch) = (Some(now), true);
                 return;
             }
         };
         if event.need_rescan() {
-            tracing::warn!("the system dropped file events (queue overflow); rescanning everything");
-            self.rescan = Some(now);
+            tracing::warn!(
+                "the system dropped file events (queue overflow); watching the plugin directories afresh and rescanning everything"
+            );
+            (self.rescan, self.rewatch) = (Some(now), true);
+        }
+        // A plugin directory itself removed or renamed: its watch went with it (see `check_roots`).
+        if matches!(event.kind, EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))) {
+            for root in self.roots.iter_mut().filter(|root| event.paths.contains(&root.canonical)) {
+                if root.watch == RootWatch::Watched {
+                    root.watch = RootWatch::Suspect;
+                }
+            }
         }
         if !relevant(&event.kind) {
             return;
@@ -156,6 +194,54 @@ impl Debouncer {
         })
     }
 
+    /// Brings each plugin directory's watch in line with the disk: a directory gone is reported and left
+    /// unwatched, one back (or replaced) is watched again and everything rescanned. `None` when the host is
+    /// gone.
+    fn check_roots(&mut self) -> Option<()> {
+        for i in 0..self.roots.len() {
+            let root = &self.roots[i];
+            let present = root.configured.is_dir();
+            let (watch, dir) = (root.watch, root.configured.clone());
+            match (watch, present) {
+                (RootWatch::Watched, true) | (RootWatch::Lost, false) => continue,
+                (RootWatch::Watched | RootWatch::Suspect, false) => {
+                    self.roots[i].watch = RootWatch::Lost;
+                    let detail = format!(
+                        "plugin directory {} is gone; what it served keeps serving, unwatched, and it is watched again when it returns",
+                        dir.display()
+                    );
+                    tracing::warn!("{detail}");
+                    self.inner.upgrade()?.registry.directory_watch(&dir, false, &detail);
+                }
+                (RootWatch::Suspect | RootWatch::Lost, true) => {
+                    if let Err(reason) = self.watch_afresh(i) {
+                        tracing::warn!("plugin directory {}: cannot watch it: {reason}", dir.display());
+                        self.roots[i].watch = RootWatch::Lost;
+                        continue;
+                    }
+                    if watch == RootWatch::Lost {
+                        let detail = format!("plugin directory {} is back and watched again", dir.display());
+                        tracing::warn!("{detail}");
+                        self.inner.upgrade()?.registry.directory_watch(&dir, true, &detail);
+                    }
+                    self.rescan = Some(Instant::now() - self.debounce);
+                }
+            }
+        }
+        Some(())
+    }
+
+    /// Drops root `i`'s watches and watches it again, recursively, at its path as it is now.
+    fn watch_afresh(&mut self, i: usize) -> Result<(), String> {
+        let root = &mut self.roots[i];
+        // The old watches may be gone with the old directory already: an error here changes nothing.
+        let _ = self.watcher.unwatch(&root.canonical);
+        root.canonical = root.configured.canonicalize().map_err(|e| e.to_string())?;
+        self.watcher.watch(&root.canonical, RecursiveMode::Recursive).map_err(|e| e.to_string())?;
+        root.watch = RootWatch::Watched;
+        Ok(())
+    }
+
     /// Rescans what has been quiet for the debounce time; `None` when the host is gone.
     fn rescan_due(&mut self) -> Option<()> {
         let now = Instant::now();
@@ -163,6 +249,19 @@ impl Debouncer {
         let scope = if self.rescan.as_ref().is_some_and(quiet) {
             self.rescan = None;
             self.dirty.clear();
+            if std::mem::take(&mut self.rewatch) {
+                for i in 0..self.roots.len() {
+                    if self.roots[i].watch == RootWatch::Watched {
+                        if let Err(reason) = self.watch_afresh(i) {
+                            tracing::warn!(
+                                "plugin directory {}: cannot watch it: {reason}",
+                                self.roots[i].configured.display()
+                            );
+                            self.roots[i].watch = RootWatch::Suspect;
+                        }
+                    }
+                }
+            }
             Scope::Rescan
         } else {
             let ready: Vec<PathBuf> =
@@ -201,12 +300,18 @@ fn relevant(kind: &EventKind) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::event::{CreateKind, Flag, ModifyKind};
+    use notify::event::{CreateKind, Flag};
 
     fn debouncer() -> Debouncer {
         Debouncer {
             inner: Weak::new(),
-            roots: vec![Root { configured: PathBuf::from("plugins"), canonical: PathBuf::from("/srv/app/plugins") }],
+            watcher: notify::recommended_watcher(|_| {}).unwrap(),
+            roots: vec![Root {
+                configured: PathBuf::from("plugins"),
+                canonical: PathBuf::from("/srv/app/plugins"),
+                watch: RootWatch::Watched,
+            }],
+            rewatch: false,
             ignored: PathBuf::from("/srv/app/plugins/.cache"),
             debounce: Duration::from_millis(50),
             dirty: BTreeMap::new(),
@@ -232,7 +337,7 @@ mod tests {
     fn an_overflow_or_a_watch_error_asks_for_a_full_rescan_and_reads_are_ignored() {
         let mut d = debouncer();
         d.note(Ok(notify::Event::new(EventKind::Other).set_flag(Flag::Rescan)));
-        assert!(d.rescan.is_some(), "overflow");
+        assert!(d.rescan.is_some() && d.rewatch, "overflow");
         let mut d = debouncer();
         d.note(Err(notify::Error::generic("inotify went away")));
         assert!(d.rescan.is_some(), "error");

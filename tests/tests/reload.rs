@@ -558,3 +558,151 @@ fn shutdown_goes_in_reverse_dependency_order() {
     assert!(position("webhook-signer") < position("text-filters"), "{order:?}");
     assert_eq!(order.len(), 3);
 }
+
+fn greet(host: &Host) -> String {
+    host.plugin("greeter").unwrap().call_json("greet", &serde_json::json!({"name": "ops"})).unwrap()
+}
+
+/// Sets greeter's `greeting` in its manifest in `dir`.
+fn set_greeting(dir: &Path, greeting: &str) {
+    let manifest = dir.join("greeter.toml");
+    let text = example_manifest("greeter").replace("greeting = \"Hello\"", &format!("greeting = \"{greeting}\""));
+    fs::write(manifest, text).unwrap();
+}
+
+/// Issue 11: a plugin directory deleted under a watching host is reported (an `Unwatched` event per plugin,
+/// and a warn line), what it served keeps serving, and the directory is watched again when it returns: edits
+/// made there afterwards are applied.
+#[test]
+fn issue_11_a_deleted_plugin_directory_is_reported_and_watched_again_when_it_returns() {
+    let layout = Layout::new();
+    layout.add_example("greeter");
+    let host = Host::new(layout.watch_config()).unwrap();
+    host.load_all();
+    let events = host.subscribe();
+    let _watcher = host.watch().unwrap();
+
+    // Gone at once (renamed away, then deleted), as an unmount or `mv` does. (`rm -r` takes the files first: a
+    // rescan in the middle of it rightly sees the plugin's own directory deleted.)
+    let gone = layout.plugins().with_file_name("plugins.gone");
+    fs::rename(layout.plugins(), &gone).unwrap();
+    fs::remove_dir_all(&gone).unwrap();
+    let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+    assert_eq!(
+        (event.plugin.as_str(), &event.kind, event.state),
+        ("greeter", &EventKind::Unwatched, PluginState::Active)
+    );
+    assert!(event.detail.contains("is gone; what it served keeps serving, unwatched"), "{event}");
+    assert_eq!(greet(&host), "Hello, ops!");
+
+    fs::create_dir(layout.plugins()).unwrap();
+    let dir = layout.add_example("greeter");
+    let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+    assert_eq!(event.kind, EventKind::Watched, "{event}");
+    assert!(event.detail.contains("is back and watched again"), "{event}");
+    // Edits in the returned directory are applied.
+    set_greeting(&dir, "Ahoy");
+    let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+    assert_eq!(event.kind, EventKind::Reconfigured, "{event}");
+    assert_eq!(greet(&host), "Ahoy, ops!");
+}
+
+/// The kernel's inotify queue length for instances created from now on; restored when dropped.
+struct QueueLimit(String);
+
+const MAX_QUEUED_EVENTS: &str = "/proc/sys/fs/inotify/max_queued_events";
+
+impl QueueLimit {
+    fn set(events: u32) -> QueueLimit {
+        let old = fs::read_to_string(MAX_QUEUED_EVENTS).expect("Linux has inotify");
+        fs::write(MAX_QUEUED_EVENTS, events.to_string())
+            .expect("this test lowers fs.inotify.max_queued_events, which needs root (the CI runs as root)");
+        QueueLimit(old)
+    }
+}
+
+impl Drop for QueueLimit {
+    fn drop(&mut self) {
+        fs::write(MAX_QUEUED_EVENTS, self.0.trim()).unwrap();
+    }
+}
+
+/// Issue 11: after a kernel queue overflow the host watches its directories afresh: a plugin directory
+/// swapped in during the overflow (as `berth install` does) is watched, and later saves in it are applied.
+/// Needs root (it lowers `fs.inotify.max_queued_events` for the watcher it starts, and raises its own
+/// thread to real-time priority with util-linux's `chrt`, pinned with `taskset`, so the overflow is certain).
+#[cfg(target_os = "linux")]
+#[test]
+fn issue_11_after_a_queue_overflow_a_directory_swapped_in_meanwhile_is_watched() {
+    let _quiet = timing_sensitive();
+    let layout = Layout::new();
+    let dir = layout.add_example("greeter");
+    let host = Host::new(layout.watch_config()).unwrap();
+    host.load_all();
+    let events = host.subscribe();
+    // This thread, and the watcher's threads it starts, on one CPU: while this thread runs at real-time
+    // priority (below), the watcher's reader cannot drain the kernel queue, so the swap's events are dropped.
+    let thread = fs::read_link("/proc/thread-self").unwrap().file_name().unwrap().to_string_lossy().into_owned();
+    let run = |program: &str, args: &[&str]| {
+        let status = std::process::Command::new(program).args(args).arg(&thread).status().unwrap();
+        assert!(status.success(), "{program} {args:?} {thread} failed");
+    };
+    run("taskset", &["-p", "-c", "0"]);
+    let watcher = {
+        // The queue length is read when the inotify instance is created: only this host's watcher gets 1.
+        let _limit = QueueLimit::set(1);
+        host.watch().unwrap()
+    };
+    let junk = layout.plugins().join("junk");
+    fs::create_dir(&junk).unwrap();
+    let flood = |from: usize| (from..from + 100).for_each(|i| fs::write(junk.join(i.to_string()), "").unwrap());
+    let outside = tempfile::tempdir_in(layout.plugins().parent().unwrap()).unwrap();
+    for round in 0..4 {
+        // The swap `berth install` makes, staged where no watch sees it, in the middle of a burst of events.
+        let staged = outside.path().join("greeter");
+        fs::create_dir(&staged).unwrap();
+        fs::copy(dir.join(library_file("greeter")), staged.join(library_file("greeter"))).unwrap();
+        set_greeting(&staged, &format!("Ahoy{round}"));
+        run("chrt", &["-f", "-p", "1"]);
+        flood(round * 200);
+        fs::rename(&dir, outside.path().join("old")).unwrap();
+        fs::rename(&staged, &dir).unwrap();
+        flood(round * 200 + 100);
+        run("chrt", &["-o", "-p", "0"]);
+        fs::remove_dir_all(outside.path().join("old")).unwrap();
+        // A new library file with the same bytes and a new [config]: a reload.
+        let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+        assert!(matches!(event.kind, EventKind::Reloaded { .. }), "round {round}: {event}");
+        assert_eq!(greet(&host), format!("Ahoy{round}, ops!"));
+        // A save inside the directory swapped in during the overflow is seen.
+        set_greeting(&dir, &format!("Hi{round}"));
+        let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+        assert_eq!(event.kind, EventKind::Reconfigured, "round {round}: {event}");
+        assert_eq!(greet(&host), format!("Hi{round}, ops!"));
+    }
+    drop(watcher);
+}
+
+/// Issue 11: a manifest caught empty, then cut short, by a writer that pauses longer than the debounce is
+/// neither refused nor taken for deleted while it settles; the complete one is applied.
+#[test]
+fn issue_11_a_manifest_caught_half_written_is_deferred_like_an_incomplete_library() {
+    let _quiet = timing_sensitive();
+    let layout = Layout::new();
+    let dir = layout.add_example("greeter");
+    let host = Host::new(layout.watch_config()).unwrap();
+    host.load_all();
+    let events = host.subscribe();
+    let _watcher = host.watch().unwrap();
+    let manifest = dir.join("greeter.toml");
+    let text = example_manifest("greeter").replace("greeting = \"Hello\"", "greeting = \"Ahoy\"");
+    fs::write(&manifest, "").unwrap();
+    assert_quiet(&events, DEBOUNCE * 4);
+    fs::write(&manifest, &text[..text.len() / 3]).unwrap();
+    assert_quiet(&events, DEBOUNCE * 4);
+    assert_eq!(greet(&host), "Hello, ops!");
+    fs::write(&manifest, &text).unwrap();
+    let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+    assert_eq!(event.kind, EventKind::Reconfigured, "{event}");
+    assert_eq!(greet(&host), "Ahoy, ops!");
+}

@@ -53,12 +53,20 @@ pub enum ManifestError {
     },
 }
 
+/// An I/O error as a message says it: "it does not exist" for a missing file or directory.
+fn io_reason(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::NotFound => "it does not exist".to_owned(),
+        _ => error.to_string(),
+    }
+}
+
 /// Why one plugin was not loaded. Each step of the load pipeline has its own variants.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
     /// A plugin directory named in the host configuration does not exist or cannot be read.
-    #[error("plugin directory {}: {source}; fix the host configuration (--plugin-dir, BERTH_PLUGIN_PATH or the config file)", dir.display())]
+    #[error("plugin directory {}: {}; fix the host configuration (--plugin-dir, BERTH_PLUGIN_PATH or the config file)", dir.display(), io_reason(source))]
     PluginDir {
         /// The directory.
         dir: PathBuf,
@@ -495,7 +503,7 @@ pub enum BundleError {
 #[non_exhaustive]
 pub enum CallError {
     /// No plugin of that name is known.
-    #[error("no plugin named {0:?}; `berth list` shows the plugins")]
+    #[error("no plugin named {0:?} is known to this host")]
     UnknownPlugin(String),
     /// The plugin is known but not serving (failed, disabled...).
     #[error("plugin {plugin:?} is {state}: {reason}")]

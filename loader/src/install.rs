@@ -99,12 +99,20 @@ pub enum InstallError {
         pinned: Version,
     },
     /// The plugin is installed under another directory.
-    #[error("this plugin is installed as {}, not in {}; install into that plugin directory (--to), or remove it first", manifest.display(), target.display())]
+    #[error("this plugin is installed as {}, not in {}; {advice}", manifest.display(), target.display())]
     InstalledElsewhere {
         /// Its installed manifest.
         manifest: PathBuf,
         /// Where the bundle would go.
         target: PathBuf,
+        /// What to do: install into the plugin directory that holds it, or remove it first.
+        advice: String,
+    },
+    /// The plugin directory to install into does not exist (or is not a directory).
+    #[error("plugin directory {} does not exist; create it first (mkdir -p {}), or install into an existing plugin directory", dir.display(), dir.display())]
+    NoPluginDir {
+        /// The directory.
+        dir: PathBuf,
     },
     /// Something other than a directory is where the plugin's directory goes.
     #[error("{} is not a directory, and the plugin's directory goes there; move it away and install again", path.display())]
@@ -113,12 +121,14 @@ pub enum InstallError {
         path: PathBuf,
     },
     /// No installed plugin has that name.
-    #[error("no plugin named {name:?} is installed in {dirs}; `berth list` shows the plugins")]
+    #[error("no plugin named {name:?} is installed in {dirs}{unreadable}")]
     UnknownPlugin {
         /// The name asked for.
         name: String,
         /// The plugin directories searched.
         dirs: String,
+        /// Empty, or why some of them could not be searched: `; plugin directory nope does not exist`.
+        unreadable: String,
     },
     /// A file operation failed.
     #[error("{}: {source}", path.display())]
@@ -155,10 +165,11 @@ pub fn verify_installed(name: &str, config: &HostConfig) -> Result<Verification,
 
 /// The manifest of the installed plugin called `name`.
 pub fn find_manifest(name: &str, config: &HostConfig) -> Result<PathBuf, InstallError> {
-    let (paths, _) = discover(&config.plugin_dirs);
+    let (paths, failures) = discover(&config.plugin_dirs);
     paths.into_iter().find(|path| Manifest::load(path).is_ok_and(|m| m.name.as_str() == name)).ok_or_else(|| {
         let dirs: Vec<String> = config.plugin_dirs.iter().map(|d| d.display().to_string()).collect();
-        InstallError::UnknownPlugin { name: name.to_owned(), dirs: dirs.join(", ") }
+        let unreadable: String = failures.iter().map(|failure| format!("; {}", failure.error)).collect();
+        InstallError::UnknownPlugin { name: name.to_owned(), dirs: dirs.join(", "), unreadable }
     })
 }
 
@@ -207,6 +218,9 @@ pub fn install(bundle: &Path, plugin_dir: &Path, config: &HostConfig, pin: bool)
     if let Some(pinned) = bundle.manifest()?.pin.filter(|_| !pin) {
         return Err(InstallError::BundlePin { pinned });
     }
+    if !plugin_dir.is_dir() {
+        return Err(InstallError::NoPluginDir { dir: plugin_dir.to_owned() });
+    }
     let _one_at_a_time = lock(plugin_dir)?;
     let target = plugin_dir.join(name.as_str());
     if fs::metadata(&target).is_ok_and(|metadata| !metadata.is_dir()) {
@@ -215,7 +229,21 @@ pub fn install(bundle: &Path, plugin_dir: &Path, config: &HostConfig, pin: bool)
     if let Ok(elsewhere) = find_manifest(name.as_str(), config) {
         let same_dir = |dir: &Path| fs::canonicalize(dir).ok();
         if elsewhere.parent().and_then(same_dir).is_none_or(|dir| Some(dir) != same_dir(&target)) {
-            return Err(InstallError::InstalledElsewhere { manifest: elsewhere, target });
+            let dir = elsewhere.parent().unwrap_or(Path::new("."));
+            // An install replaces `<plugin dir>/<name>`: it can replace this one only if its directory is so named.
+            let advice = match (dir.file_name(), dir.parent()) {
+                (Some(named), Some(holder)) if named == name.as_str() => format!(
+                    "install into the plugin directory that holds it, {}, or remove {} first",
+                    holder.display(),
+                    dir.display()
+                ),
+                _ => format!(
+                    "its directory is not named {name}, so an install cannot replace it; remove {} (or rename it to {}) first",
+                    dir.display(),
+                    target.display()
+                ),
+            };
+            return Err(InstallError::InstalledElsewhere { manifest: elsewhere, target, advice });
         }
     }
     let installed_manifest = target.join(format!("{name}.toml"));

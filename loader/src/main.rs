@@ -35,7 +35,7 @@ struct Cli {
     #[arg(long = "trusted-key", global = true, value_name = "KEY")]
     trusted_keys: Vec<String>,
     /// Accept plugin files and directories that group or others can write. For development machines only.
-    #[arg(long, global = true, env = "BERTH_INSECURE_PERMISSIONS", value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, global = true, env = "BERTH_INSECURE_PERMISSIONS", value_parser = strict_bool)]
     insecure_permissions: bool,
     /// Log level of the host's own log on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, env = "BERTH_LOG", default_value = "error")]
@@ -129,6 +129,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// A boolean environment variable's value: `true` or `false`, nothing else (`1`, `yes` or a typo is a usage
+/// error, never a silent `true`).
+fn strict_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(format!("{other:?} is neither true nor false; set BERTH_INSECURE_PERMISSIONS to true or false")),
+    }
+}
+
 fn host_config(cli: &Cli) -> Result<HostConfig, String> {
     let mut config = match &cli.config {
         Some(path) => HostConfig::from_file(path).map_err(|e| e.to_string())?,
@@ -215,9 +225,17 @@ fn verify(config: &HostConfig, target: &str) -> Result<ExitCode, String> {
     } else {
         install::verify_installed(target, config)
     };
-    print_verification(&verification.map_err(|e| e.to_string())?);
+    print_verification(&verification.map_err(install_message)?);
     println!("verified: it passes every check a host with this configuration makes before it creates the plugin");
     Ok(ExitCode::SUCCESS)
+}
+
+/// An install error as the CLI prints it: with the command that lists the plugins where a name is unknown.
+fn install_message(error: install::InstallError) -> String {
+    match error {
+        install::InstallError::UnknownPlugin { .. } => format!("{error}; `berth list` shows the plugins"),
+        error => error.to_string(),
+    }
 }
 
 fn print_verification(verification: &Verification) {
@@ -234,7 +252,7 @@ fn print_verification(verification: &Verification) {
 
 /// `berth enable|disable NAME`.
 fn set_enabled(config: &HostConfig, name: &str, enabled: bool) -> Result<ExitCode, String> {
-    let (path, changed) = install::set_enabled(name, enabled, config).map_err(|e| e.to_string())?;
+    let (path, changed) = install::set_enabled(name, enabled, config).map_err(install_message)?;
     let state = if enabled { "enabled" } else { "disabled" };
     if changed {
         println!("{name}: {state} in {}; a running host applies it now", path.display());
@@ -416,13 +434,20 @@ fn check(host: &Host, report: &LoadReport, verbose: bool, host_api: Option<&semv
         refused = verdicts.iter().filter(|(_, verdict)| verdict.is_err()).count();
         println!("{} of {} plugin(s) would load on plugin-api {version}", verdicts.len() - refused, verdicts.len());
     }
-    let total = report.loaded.len() + report.disabled.len() + report.failures.len();
+    // A plugin directory that cannot be read is a failure, but not a manifest.
+    let dirs = report.failures.iter().filter(|f| matches!(f.error, berth::LoadError::PluginDir { .. })).count();
+    let failed = report.failures.len() - dirs;
+    let total = report.loaded.len() + report.disabled.len() + failed;
+    let unreadable = match dirs {
+        0 => String::new(),
+        1 => "; 1 plugin directory unreadable".to_owned(),
+        n => format!("; {n} plugin directories unreadable"),
+    };
     println!(
-        "{total} manifest(s) checked against plugin-api {}: {} loaded, {} disabled, {} failed",
+        "{total} manifest(s) checked against plugin-api {}: {} loaded, {} disabled, {failed} failed{unreadable}",
         berth::HOST_API_VERSION,
         report.loaded.len(),
         report.disabled.len(),
-        report.failures.len()
     );
     if report.failures.is_empty() && refused == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
@@ -447,7 +472,10 @@ fn call(host: &Host, plugin: &str, method: &str, input: Option<&str>) -> Result<
         None => "{}".to_owned(),
     };
     serde_json::from_str::<serde_json::Value>(&input).map_err(|e| format!("INPUT is not JSON: {e}"))?;
-    let handle = host.plugin(plugin).map_err(|e| e.to_string())?;
+    let handle = host.plugin(plugin).map_err(|e| match e {
+        berth::CallError::UnknownPlugin(_) => format!("{e}; `berth list` shows the plugins"),
+        e => e.to_string(),
+    })?;
     match handle.call(method, input.as_bytes()) {
         Ok(output) => {
             match String::from_utf8(output) {

@@ -132,7 +132,7 @@ impl Manifest {
 
     /// Validates manifest `text`; `path` is where it came from, for messages and for resolving the library.
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
-        let raw: RawManifest = parse_toml(path, text)?;
+        let raw: RawManifest = parse_toml(path, text).map_err(host_config_hint)?;
         Ok(Manifest {
             path: path.to_owned(),
             name: raw.name,
@@ -351,6 +351,25 @@ pub(crate) fn parse_toml<T: de::DeserializeOwned>(path: &Path, text: &str) -> Re
         }
         ManifestError::Invalid { path: path.to_owned(), line, column, message, snippet }
     })
+}
+
+/// A host configuration file's own keys: a manifest refused for one of them is a host configuration placed
+/// among the plugins.
+const HOST_CONFIG_KEYS: [&str; 5] = ["plugin_dirs", "cache_dir", "data_dir", "reload", "trust"];
+
+/// Says so when a "manifest" is a host configuration file in a plugin directory.
+fn host_config_hint(error: ManifestError) -> ManifestError {
+    match error {
+        ManifestError::Invalid { path, line, column, message, snippet }
+            if HOST_CONFIG_KEYS.iter().any(|key| message.starts_with(&format!("unknown field `{key}`"))) =>
+        {
+            let message = format!(
+                "{message}; this is a host configuration file, not a plugin manifest: move it out of the plugin directories and give it to the host as its configuration (berth --config FILE)"
+            );
+            ManifestError::Invalid { path, line, column, message, snippet }
+        }
+        error => error,
+    }
 }
 
 /// The most characters of a line a snippet shows.

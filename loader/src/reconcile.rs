@@ -28,7 +28,7 @@ use crate::logbridge;
 use crate::manifest::{Manifest, PluginName};
 use crate::registry::{Applied, Generation, Interfaces, PluginState, Registry};
 use crate::trust::{AcceptedVersions, Trust};
-use crate::verify::{FileStamp, PrivateCache, Verified, verify_library};
+use crate::verify::{FileStamp, PrivateCache, Verified, check_manifest_permissions, verify_library};
 
 /// What a load or a rescan did.
 #[derive(Debug, Default)]
@@ -159,6 +159,7 @@ impl Inner {
             let in_use = |state: &PluginState| matches!(state, PluginState::Active | PluginState::Disabled);
             let known_path = state_of.get(&name).filter(|(state, _)| in_use(state)).map(|(_, p)| p.to_path_buf());
             let known_path = known_path.filter(exists);
+            let manifests = self.without_unsafe_rivals(manifests, known_path.as_deref(), &mut report);
             let keep = match manifests.len() {
                 1 => Some(0),
                 _ => manifests.iter().position(|m| Some(&m.path) == known_path.as_ref()),
@@ -499,6 +500,38 @@ impl Inner {
             plugin: Some(manifest.name.clone()),
             error,
         });
+    }
+
+    /// Under `strict_modes`, a manifest that fails the permission check takes no part in name resolution when
+    /// it has a rival: it is refused (reported, logged at `warn`), and cannot take the name from the owner's
+    /// plugin by claiming it too. Alone, it goes on and fails the same check in `verify`, as a plugin's own
+    /// permission mistake does.
+    fn without_unsafe_rivals(
+        &self,
+        manifests: Vec<Manifest>,
+        known: Option<&Path>,
+        report: &mut LoadReport,
+    ) -> Vec<Manifest> {
+        let rivals = manifests.len() > 1 || known.is_some_and(|known| manifests.iter().all(|m| m.path != known));
+        if !self.config.trust.strict_modes || !rivals {
+            return manifests;
+        }
+        let (safe, refused): (Vec<Manifest>, Vec<(Manifest, LoadError)>) =
+            manifests.into_iter().fold((Vec::new(), Vec::new()), |(mut safe, mut refused), manifest| {
+                match check_manifest_permissions(&manifest) {
+                    Ok(()) => safe.push(manifest),
+                    Err(error) => refused.push((manifest, error)),
+                }
+                (safe, refused)
+            });
+        if safe.is_empty() && known.is_none() {
+            return refused.into_iter().map(|(manifest, _)| manifest).collect();
+        }
+        for (manifest, error) in refused {
+            tracing::warn!(plugin = %manifest.name, "{}: {error}", manifest.path.display());
+            report.failures.push(LoadFailure { manifest: manifest.path, plugin: Some(manifest.name), error });
+        }
+        safe
     }
 
     /// Whether `error` says the library is incomplete and it changed within the settle time: a writer is

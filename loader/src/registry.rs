@@ -87,6 +87,9 @@ pub enum EventKind {
     Removed,
     /// Shut down with the host.
     Retired,
+    /// A refused change was undone (the manifest fixed, or the files put back as they serve): the serving
+    /// generation goes on, and the refusal no longer stands.
+    Restored,
     /// The plugin directory it was found in is gone (deleted, renamed, unmounted): what serves keeps serving,
     /// but its files are not watched until the directory returns. `detail` names the directory.
     Unwatched,
@@ -129,6 +132,9 @@ impl fmt::Display for Event {
             EventKind::Disabled => write!(f, "{plugin}: disabled: {}", self.detail),
             EventKind::Removed => write!(f, "{plugin}: removed: {}", self.detail),
             EventKind::Retired => write!(f, "{plugin}: shut down{generation}: {}", self.detail),
+            EventKind::Restored => {
+                write!(f, "{plugin}: refusal cleared, {version}{generation} serves: {}", self.detail)
+            }
             EventKind::Unwatched => write!(f, "{plugin}: not watched: {}", self.detail),
             EventKind::Watched => write!(f, "{plugin}: watched again: {}", self.detail),
         }
@@ -661,16 +667,19 @@ impl Registry {
         let slot = self.slot(&applied.manifest);
         let generation = slot.current.load().as_ref().map(|g| g.number);
         let (path, version) = (applied.manifest.path.clone(), applied.manifest.version.to_string());
-        {
+        let was_refused = {
             let mut status = slot.status();
             status.applied = Some(applied);
             status.manifest = path.clone();
-            status.reload_error = None;
             status.refused_attempt = None;
-        }
+            status.reload_error.take().is_some()
+        };
         if event {
             let detail = format!("[config] from {}", path.display());
             slot.emit(EventKind::Reconfigured, PluginState::Active, generation, version, detail);
+        } else if was_refused {
+            let detail = format!("{} is valid again and matches what serves", path.display());
+            slot.emit(EventKind::Restored, PluginState::Active, generation, version, detail);
         }
     }
 

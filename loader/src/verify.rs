@@ -112,6 +112,16 @@ pub(crate) fn library_path(manifest: &Manifest) -> Result<PathBuf, LoadError> {
     Ok(manifest.dir().join(&manifest.platform_library()?.path))
 }
 
+/// What else helps when a plugin file is refused for its permissions.
+const STRICT_MODES_ADVICE: &str = "; or, on a development machine only, turn off [trust].strict_modes";
+
+/// The permission check of a manifest alone (`strict_modes`): the file and every directory above it.
+pub(crate) fn check_manifest_permissions(manifest: &Manifest) -> Result<(), LoadError> {
+    let path =
+        fs::canonicalize(&manifest.path).map_err(|source| LoadError::Io { path: manifest.path.clone(), source })?;
+    trust::check_permissions(&[&path], STRICT_MODES_ADVICE)
+}
+
 /// Resolves, reads and checks the manifest's library for this platform, under the host's trust settings.
 pub(crate) fn verify_library(manifest: &Manifest, config: &TrustConfig) -> Result<Verified, LoadError> {
     let entry = manifest.platform_library()?;
@@ -139,10 +149,7 @@ pub(crate) fn verify_library(manifest: &Manifest, config: &TrustConfig) -> Resul
     }
     if config.strict_modes {
         let manifest_path = fs::canonicalize(&manifest.path).map_err(io_error(&manifest.path))?;
-        trust::check_permissions(
-            &[&manifest_path, &source],
-            "; or, on a development machine only, turn off [trust].strict_modes",
-        )?;
+        trust::check_permissions(&[&manifest_path, &source], STRICT_MODES_ADVICE)?;
     }
     let (bytes, before) = read_library_file(&source, config.max_library_size).map_err(|e| match e {
         LoadError::Read { source: ReadError::NotRegular { .. }, .. } => {

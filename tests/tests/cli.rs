@@ -2,6 +2,7 @@
 //! --verbose), call, info (plugin and file), run (live reload, SIGTERM), and where plugin directories come
 //! from.
 
+use std::fs;
 use std::path::Path;
 use std::process::Output;
 
@@ -163,4 +164,111 @@ fn run_serves_and_reloads_live_then_stops_on_sigterm_dependents_first() {
     assert!(reloadable.is_some() && greeter.is_some(), "{rest:?}");
     assert!(reloadable < greeter, "the last loaded shuts down first: {rest:?}");
     assert_eq!(rest.last().map(String::as_str), Some("berth: stopped"), "{rest:?}");
+}
+
+/// Issue 11: configuration that is not what it seems is refused, and every piece of advice works when
+/// followed.
+#[cfg(unix)]
+#[test]
+fn issue_11_configuration_mistakes_get_messages_whose_advice_works() {
+    use std::os::unix::fs::PermissionsExt;
+    let layout = Layout::new();
+    let dir = layout.add_example("greeter");
+    let text = |output: &Output| berth_tests::output_text(output);
+
+    // A boolean environment variable takes true or false, nothing else.
+    fs::set_permissions(dir.join(library_file("greeter")), fs::Permissions::from_mode(0o664)).unwrap();
+    for value in ["1", "yes", "banana", ""] {
+        let output = layout.berth().env("BERTH_INSECURE_PERMISSIONS", value).arg("check").output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "BERTH_INSECURE_PERMISSIONS={value:?}: {}", text(&output));
+        assert!(text(&output).contains("set BERTH_INSECURE_PERMISSIONS to true or false"), "{}", text(&output));
+    }
+    let checked = |value: &str| layout.berth().env("BERTH_INSECURE_PERMISSIONS", value).arg("check").output().unwrap();
+    assert!(checked("true").status.success(), "{}", text(&checked("true")));
+    assert!(text(&checked("false")).contains("its group can write it"), "{}", text(&checked("false")));
+    fs::set_permissions(dir.join(library_file("greeter")), fs::Permissions::from_mode(0o644)).unwrap();
+
+    // A plugin directory that does not exist is named as such, and is no manifest.
+    let missing = layout.plugins().with_file_name("nope");
+    let output = layout.berth_without_plugin_dirs().arg("--plugin-dir").arg(&missing).arg("check").output().unwrap();
+    assert!(
+        text(&output).contains(&format!("plugin directory {}: it does not exist", missing.display())),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        text(&output).contains("0 manifest(s) checked") && text(&output).contains("1 plugin directory unreadable"),
+        "{}",
+        text(&output)
+    );
+    let output = layout
+        .berth_without_plugin_dirs()
+        .arg("--plugin-dir")
+        .arg(&missing)
+        .args(["verify", "greeter"])
+        .output()
+        .unwrap();
+    assert!(text(&output).contains("it does not exist"), "{}", text(&output));
+    let output = berth(&layout, &["verify", "nobody"]);
+    assert!(
+        text(&output).contains("no plugin named \"nobody\" is installed in")
+            && text(&output).contains("`berth list` shows the plugins"),
+        "{}",
+        text(&output)
+    );
+
+    // `berth install` into a plugin directory that does not exist says to create it; done, it installs.
+    let bundles = tempfile::tempdir().unwrap();
+    let bundle = berth_tests::example_bundle("quota", "1.0.0", &library("quota"), None, bundles.path());
+    let output = layout
+        .berth_without_plugin_dirs()
+        .arg("--plugin-dir")
+        .arg(&missing)
+        .arg("install")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    let expected = format!(
+        "plugin directory {} does not exist; create it first (mkdir -p {})",
+        missing.display(),
+        missing.display()
+    );
+    assert!(text(&output).contains(&expected), "{}", text(&output));
+    fs::create_dir_all(&missing).unwrap();
+    let output = layout
+        .berth_without_plugin_dirs()
+        .arg("--plugin-dir")
+        .arg(&missing)
+        .arg("install")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+
+    // Installed elsewhere: the advice names the plugin directory that holds it, and installing there works.
+    let vendor = layout.plugins().join("vendor");
+    fs::create_dir(&vendor).unwrap();
+    fs::rename(&dir, vendor.join("greeter")).unwrap();
+    let greeter = berth_tests::example_bundle("greeter", "1.0.0", &library("greeter"), None, bundles.path());
+    let output = layout.berth().arg("install").arg(&greeter).output().unwrap();
+    let advice = format!("install into the plugin directory that holds it, {}", vendor.display());
+    assert!(text(&output).contains(&advice), "{}", text(&output));
+    let output = layout.berth().arg("install").arg(&greeter).arg("--to").arg(&vendor).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    // Its directory named otherwise: an install cannot replace it, and the message says what can.
+    fs::rename(vendor.join("greeter"), vendor.join("greeter-old")).unwrap();
+    let output = layout.berth().arg("install").arg(&greeter).arg("--to").arg(&vendor).output().unwrap();
+    assert!(
+        text(&output).contains("its directory is not named greeter, so an install cannot replace it"),
+        "{}",
+        text(&output)
+    );
+    fs::rename(vendor.join("greeter-old"), vendor.join("greeter")).unwrap();
+    let output = layout.berth().arg("install").arg(&greeter).arg("--to").arg(&vendor).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+
+    // A host configuration file among the plugins is named as one.
+    fs::write(layout.plugins().join("berth.toml"), "plugin_dirs = [\"plugins\"]\ncache_dir = \"cache\"\n").unwrap();
+    let output = berth(&layout, &["check"]);
+    assert!(text(&output).contains("this is a host configuration file, not a plugin manifest"), "{}", text(&output));
 }

@@ -706,3 +706,23 @@ fn issue_11_a_manifest_caught_half_written_is_deferred_like_an_incomplete_librar
     assert_eq!(event.kind, EventKind::Reconfigured, "{event}");
     assert_eq!(greet(&host), "Ahoy, ops!");
 }
+
+/// Issue 11: a refused manifest, fixed, is reported fixed: the event says the serving generation goes on.
+#[test]
+fn issue_11_a_refused_manifest_fixed_under_a_watching_host_is_reported() {
+    let layout = Layout::new();
+    let dir = layout.add_example("greeter");
+    let host = Host::new(layout.watch_config()).unwrap();
+    host.load_all();
+    let events = host.subscribe();
+    let _watcher = host.watch().unwrap();
+    let manifest = dir.join("greeter.toml");
+    let original = fs::read_to_string(&manifest).unwrap();
+    fs::write(&manifest, original.replace("api = ", "apii = ")).unwrap();
+    let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+    assert_eq!(event.kind, EventKind::ReloadFailed, "{event}");
+    fs::write(&manifest, &original).unwrap();
+    let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
+    assert_eq!((event.kind.clone(), event.generation), (EventKind::Restored, Some(1)), "{event}");
+    assert!(event.to_string().contains("refusal cleared, 1.0.0 (generation 1) serves"), "{event}");
+}

@@ -396,3 +396,31 @@ fn a_trusted_key_file_others_can_write_is_refused() {
     let error = berth::TrustedKey::from_config(&line[..20], Path::new(".")).unwrap_err();
     assert!(error.contains("not a minisign public key"), "{error}");
 }
+
+/// Issue 11: in a sticky, world-writable plugin directory (which the permission check accepts), another user's
+/// manifest claiming the same name takes no part in name resolution: it is refused for its owner, and the
+/// plugin keeps loading. Needs root, to give the intruder's files away (the CI runs as root).
+#[cfg(unix)]
+#[test]
+fn issue_11_an_intruders_manifest_cannot_take_a_plugins_name_in_a_sticky_plugin_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let layout = Layout::new();
+    fs::set_permissions(layout.plugins(), fs::Permissions::from_mode(0o1777)).unwrap();
+    let dir = layout.add_example("greeter");
+    let intruder = layout.plugins().join("evil");
+    fs::create_dir(&intruder).unwrap();
+    for file in ["greeter.toml".to_owned(), library_file("greeter")] {
+        fs::copy(dir.join(&file), intruder.join(&file)).unwrap();
+        std::os::unix::fs::chown(intruder.join(&file), Some(4242), Some(4242)).expect("this test runs as root");
+    }
+    std::os::unix::fs::chown(&intruder, Some(4242), Some(4242)).unwrap();
+    // A host starting afresh: the owner's plugin loads, the intruder is refused.
+    let (host, report) = load(layout.config());
+    assert_eq!(report.loaded.len(), 1, "{:?}", report.failures);
+    let error = only_error(&report);
+    assert!(matches!(error, LoadError::UnsafePermissions { .. }), "{error:?}");
+    assert!(report.failures[0].manifest.starts_with(&intruder), "{:?}", report.failures[0].manifest);
+    assert!(error.to_string().contains("owned by uid 4242"), "{error}");
+    let greet = host.plugin("greeter").unwrap().call_json::<_, String>("greet", &serde_json::json!({"name": "ops"}));
+    assert_eq!(greet.unwrap(), "Hello, ops!");
+}

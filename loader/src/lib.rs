@@ -33,6 +33,16 @@
 //! layout) -> `registry` (generations, lifecycle states, events). `reconcile` runs it for the first load and
 //! for every hot reload; `watch` triggers it when files change ([`Host::watch`]). See `ARCHITECTURE.md`.
 //!
+//! # Debug builds of your application
+//! Berth hashes every library (SHA-256) before it loads it. Cargo builds dependencies unoptimised in a debug
+//! build, and unoptimised SHA-256 makes every load many times slower. Add this to your application's
+//! `Cargo.toml` (profiles are the final workspace's to set; a library cannot set them for you):
+//!
+//! ```toml
+//! [profile.dev.package.sha2]
+//! opt-level = 3
+//! ```
+//!
 //! # Known problems
 //! - A plugin runs in the host's process. Panics are contained (the plugin side catches them and the plugin
 //!   is marked failed), but an abort, a segfault or an endless loop inside a plugin is not: it takes the host
@@ -81,5 +91,26 @@ pub use registry::{Event, EventKind, Health, LocalTyped, PluginHandle, PluginSta
 pub use trust::{Trust, TrustConfig, TrustPolicy, TrustedKey};
 pub use watch::Watcher;
 
+/// The error a plugin returns from a call, as typed extension interfaces hand it back.
+pub use berth_plugin_api::abi::PluginError;
+/// Versions, as [`Host::would_load_on`] takes them and manifests hold them.
+pub use semver::Version;
+
 /// The berth-plugin-api version this host is built against.
 pub const HOST_API_VERSION: &str = berth_plugin_api::API_VERSION;
+
+#[cfg(test)]
+mod tests {
+    /// The one line an embedder needs for fast loads in a debug build, where embedders look for it.
+    #[test]
+    fn the_debug_build_profile_line_is_in_the_readme_the_crate_docs_and_the_workspace() {
+        let line = "[profile.dev.package.sha2]\nopt-level = 3";
+        for (file, text) in [
+            ("README.md", include_str!("../../README.md")),
+            ("loader/src/lib.rs", &include_str!("lib.rs").replace("//! ", "").replace("//!", "")),
+            ("Cargo.toml", include_str!("../../Cargo.toml")),
+        ] {
+            assert!(text.contains(line), "{file} lacks {line:?}");
+        }
+    }
+}

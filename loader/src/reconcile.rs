@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use berth_plugin_api::ErrorKind;
 use berth_plugin_api::ext::{reconfigure::ReconfigureV1, state::StateV1};
@@ -296,9 +297,17 @@ impl Inner {
             return Ok(Reload::Unchanged);
         }
         self.check_retired_limit(manifest)?;
-        let generation = self.build(manifest, verified, &|_, _| {})?;
-        hand_over_state(serving, &generation)?;
-        self.accept(vec![generation]).map_err(|reason| self.versions.record_error(&reason))?;
+        let mut generation = self.build(manifest, verified, &|_, _| {})?;
+        let hand_over = prepare_hand_over(serving, &generation)?;
+        // The durable write (fsyncs) before the export: calls the old generation serves after the export are
+        // lost to the new one, so the window between export and swap holds only the export and the import.
+        self.versions.record(&[manifest]).map_err(|reason| self.versions.record_error(&reason))?;
+        if let Some(hand_over) = hand_over {
+            let started = Instant::now();
+            hand_over.transfer()?;
+            generation.handed_over = Some(started.elapsed());
+        }
+        self.activate(vec![generation]);
         Ok(Reload::Swapped)
     }
 
@@ -369,13 +378,18 @@ impl Inner {
     fn accept(&self, generations: Vec<Generation>) -> Result<(), String> {
         let manifests: Vec<&Manifest> = generations.iter().map(|g| &g.manifest).collect();
         self.versions.record(&manifests)?;
+        self.activate(generations);
+        Ok(())
+    }
+
+    /// Puts `generations`, whose versions are recorded, in service.
+    fn activate(&self, generations: Vec<Generation>) {
         for generation in generations {
             if let Trust::Untrusted { reason } = &generation.trust {
                 tracing::warn!(plugin = %generation.manifest.name, "loaded untrusted ([trust].policy = \"warn\"): {reason}");
             }
             self.registry.activate(generation);
         }
-        Ok(())
     }
 
     /// Private copy -> open and ABI checks -> metadata cross-check -> create: a generation ready to serve.
@@ -403,6 +417,7 @@ impl Inner {
             trust: verified.trust,
             object,
             interfaces: Interfaces::default(),
+            handed_over: None,
         })
     }
 
@@ -571,13 +586,14 @@ fn same_library_and_metadata(a: &Manifest, b: &Manifest) -> bool {
         && a.dependencies == b.dependencies
 }
 
-/// Hands the serving generation's state to the new one (`berth.state/1`), before the swap.
-fn hand_over_state(serving: &Generation, new: &Generation) -> Result<(), LoadError> {
+/// Checks that the serving generation's state (`berth.state/1`) can go to the new one, before anything is
+/// exported: both provide the interface, with the layout the host expects, and the new one reads the schema.
+fn prepare_hand_over(serving: &Generation, new: &Generation) -> Result<Option<HandOver>, LoadError> {
     let refuse = |reason: String| LoadError::StateHandover { reason };
     let old = serving
         .extension::<StateV1>()
         .map_err(|e| refuse(format!("the serving generation's berth.state/1 has another layout: {e}")))?;
-    let Some(old) = old else { return Ok(()) };
+    let Some(old) = old else { return Ok(None) };
     let new = new
         .extension::<StateV1>()
         .map_err(|e| refuse(format!("the new version's berth.state/1 has another layout: {e}")))?
@@ -593,8 +609,24 @@ fn hand_over_state(serving: &Generation, new: &Generation) -> Result<(), LoadErr
             "the serving generation's state is in schema {schema} but the new version reads up to schema {readable} (a downgrade?); install a version that reads schema {schema}"
         )));
     }
-    let state = old.export().map_err(|e| refuse(format!("the serving generation could not export it: {e}")))?;
-    new.import(schema, &state).map_err(|e| refuse(format!("the new version refused it: {e}")))
+    Ok(Some(HandOver { old, new, schema }))
+}
+
+/// A state hand-over checked and ready: the serving generation's state, exported, goes to the new one.
+struct HandOver {
+    old: <StateV1 as berth_plugin_api::Interface>::Handle,
+    new: <StateV1 as berth_plugin_api::Interface>::Handle,
+    schema: u32,
+}
+
+impl HandOver {
+    /// Exports the serving generation's state and imports it into the new one.
+    fn transfer(self) -> Result<(), LoadError> {
+        let refuse = |reason: String| LoadError::StateHandover { reason };
+        let state =
+            self.old.export().map_err(|e| refuse(format!("the serving generation could not export it: {e}")))?;
+        self.new.import(self.schema, &state).map_err(|e| refuse(format!("the new version refused it: {e}")))
+    }
 }
 
 /// Whether `manifest`'s dependencies all serve (`Ok(true)`), some are still to be loaded in this pass

@@ -193,6 +193,9 @@ pub(crate) struct Generation {
     pub object: PluginObject,
     /// The typed interfaces callers asked this generation for, resolved once (see [`Typed`]).
     pub interfaces: Interfaces,
+    /// How long the state hand-over into this generation took (export and import), if there was one: the
+    /// window in which a call to the generation it replaces is lost to it.
+    pub handed_over: Option<std::time::Duration>,
 }
 
 /// How many interface types one generation remembers; a host asking for more resolves the rest on every call.
@@ -611,8 +614,16 @@ impl Registry {
     pub(crate) fn activate(&self, generation: Generation) {
         let slot = self.slot(&generation.manifest);
         let (number, version) = (generation.number, generation.manifest.version.to_string());
-        let detail =
-            format!("sha256 {} from {}; {}", generation.sha256, generation.manifest.path.display(), generation.trust);
+        let handed_over = generation
+            .handed_over
+            .map(|took| format!("; state handed over in {} µs", took.as_micros()))
+            .unwrap_or_default();
+        let detail = format!(
+            "sha256 {} from {}; {}{handed_over}",
+            generation.sha256,
+            generation.manifest.path.display(),
+            generation.trust
+        );
         {
             let mut status = slot.status();
             status.applied = Some(Applied { manifest: generation.manifest.clone(), stamp: generation.stamp });

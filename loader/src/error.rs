@@ -216,7 +216,7 @@ pub enum LoadError {
         reason: String,
     },
     /// The trust policy is `enforce` and the library has no signature.
-    #[error("{} is not signed ({} does not exist) and [trust].policy = \"enforce\"; install the plugin's signed bundle (`berth install`), or have its publisher sign it (`cargo xtask bundle --key` or `cargo xtask sign`)", library.display(), signature.display())]
+    #[error("{} is not signed ({} does not exist) and [trust].policy = \"enforce\"; install the plugin's signed bundle, or ask its publisher for the signature file and put it beside the library", library.display(), signature.display())]
     Unsigned {
         /// The library.
         library: PathBuf,

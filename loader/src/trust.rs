@@ -263,7 +263,7 @@ pub(crate) fn check_signature(
         Ok(()) => {}
         Err(minisign_verify::Error::UnexpectedAlgorithm) => {
             return Err(malformed(
-                "a legacy (not prehashed) signature; sign again with `cargo xtask sign` or minisign 0.8+".to_owned(),
+                "a legacy (not prehashed) signature; sign it again prehashed (minisign 0.10 or later does by default; older ones with `minisign -S -H`)".to_owned(),
             ));
         }
         Err(_) => return Err(LoadError::SignatureInvalid { path, library: library.to_owned(), key: id }),

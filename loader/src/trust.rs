@@ -158,8 +158,9 @@ impl TrustedKey {
             io::ErrorKind::NotFound => unreadable(guarded::ReadError::Missing),
             _ => unreadable(guarded::ReadError::Io(e)),
         })?;
-        check_permissions(&[&canonical], "").map_err(|e| e.to_string())?;
+        // What is there first (a FIFO, a device): its permissions are no advice worth giving.
         let text = guarded::read_text(&canonical, guarded::MAX_KEY, "a key file").map_err(unreadable)?;
+        check_permissions(&[&canonical], "").map_err(|e| e.to_string())?;
         TrustedKey::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 

@@ -73,7 +73,7 @@ fn an_unsigned_library_is_refused_under_enforce_marked_untrusted_under_warn_and_
     let error = only_error(&report);
     assert!(matches!(error, LoadError::Unsigned { .. }), "{error:?}");
     let message = error.to_string();
-    for words in ["is not signed", "libgreeter.so.minisig does not exist", "policy = \"enforce\"", "cargo xtask sign"] {
+    for words in ["is not signed", "libgreeter.so.minisig does not exist", "policy = \"enforce\"", "ask its publisher for the signature file"] {
         assert!(message.contains(words), "{words:?} missing from: {message}");
     }
     let (host, report) = load(config(&layout, TrustPolicy::Warn, None));
@@ -423,4 +423,43 @@ fn issue_11_an_intruders_manifest_cannot_take_a_plugins_name_in_a_sticky_plugin_
     assert!(error.to_string().contains("owned by uid 4242"), "{error}");
     let greet = host.plugin("greeter").unwrap().call_json::<_, String>("greet", &serde_json::json!({"name": "ops"}));
     assert_eq!(greet.unwrap(), "Hello, ops!");
+}
+
+/// Issue 11, hostile trust files through the binary, each measured (peak memory of the child from
+/// getrusage, and time): a record that is /dev/zero or 32 MiB, and a key file that is a FIFO or /dev/zero.
+/// Each is refused before it is read, without blocking.
+#[cfg(unix)]
+#[test]
+fn issue_11_hostile_records_and_key_files_are_refused_within_bounded_memory_and_time() {
+    let layout = Layout::new();
+    layout.add_example("greeter");
+    assert!(load(layout.config()).1.failures.is_empty());
+    let record = layout.data().join(ACCEPTED_VERSIONS_FILE);
+    let limit = Duration::from_secs(60);
+    let run = |label: &str, args: &[&str]| {
+        let mut command = layout.berth();
+        command.args(args).arg("check");
+        let run = berth_tests::measure(label, &command, limit);
+        assert!(!run.timed_out, "{label}: must not block");
+        assert!(run.peak_rss_kib < 64 * 1024, "{label}: peak memory {} KiB", run.peak_rss_kib);
+        berth_tests::output_text(&run.output)
+    };
+    fs::remove_file(&record).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &record).unwrap();
+    let out = run("berth check with /dev/zero as the accepted-versions record", &[]);
+    assert!(out.contains("it is a character device, not a regular file"), "{out}");
+    fs::remove_file(&record).unwrap();
+    fs::write(&record, vec![b'#'; 32 << 20]).unwrap();
+    let out = run("berth check with a 32 MiB accepted-versions record", &[]);
+    assert!(out.contains("it holds 33554432 bytes, more than the 16777216 bytes allowed"), "{out}");
+    fs::remove_file(&record).unwrap();
+
+    let fifo = layout.plugins().with_file_name("publisher.pub");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let out = run("berth check --trusted-key with a FIFO", &["--trusted-key", &fifo.to_string_lossy()]);
+    assert!(out.contains("cannot be read: it is a FIFO (named pipe), not a regular file"), "{out}");
+    let zero = layout.plugins().with_file_name("zero.pub");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let out = run("berth check --trusted-key with /dev/zero", &["--trusted-key", &zero.to_string_lossy()]);
+    assert!(out.contains("cannot be read: it is a character device, not a regular file"), "{out}");
 }

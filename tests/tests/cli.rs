@@ -190,7 +190,10 @@ fn issue_11_configuration_mistakes_get_messages_whose_advice_works() {
 
     // A plugin directory that does not exist is named as such, and is no manifest.
     let missing = layout.plugins().with_file_name("nope");
-    let output = layout.berth_without_plugin_dirs().arg("--plugin-dir").arg(&missing).arg("check").output().unwrap();
+    let in_missing = |args: &[&std::ffi::OsStr]| {
+        layout.berth_without_plugin_dirs().arg("--plugin-dir").arg(&missing).args(args).output().unwrap()
+    };
+    let output = in_missing(&["check".as_ref()]);
     assert!(
         text(&output).contains(&format!("plugin directory {}: it does not exist", missing.display())),
         "{}",
@@ -201,13 +204,7 @@ fn issue_11_configuration_mistakes_get_messages_whose_advice_works() {
         "{}",
         text(&output)
     );
-    let output = layout
-        .berth_without_plugin_dirs()
-        .arg("--plugin-dir")
-        .arg(&missing)
-        .args(["verify", "greeter"])
-        .output()
-        .unwrap();
+    let output = in_missing(&["verify".as_ref(), "greeter".as_ref()]);
     assert!(text(&output).contains("it does not exist"), "{}", text(&output));
     let output = berth(&layout, &["verify", "nobody"]);
     assert!(
@@ -220,14 +217,7 @@ fn issue_11_configuration_mistakes_get_messages_whose_advice_works() {
     // `berth install` into a plugin directory that does not exist says to create it; done, it installs.
     let bundles = tempfile::tempdir().unwrap();
     let bundle = berth_tests::example_bundle("quota", "1.0.0", &library("quota"), None, bundles.path());
-    let output = layout
-        .berth_without_plugin_dirs()
-        .arg("--plugin-dir")
-        .arg(&missing)
-        .arg("install")
-        .arg(&bundle)
-        .output()
-        .unwrap();
+    let output = in_missing(&["install".as_ref(), bundle.as_os_str()]);
     let expected = format!(
         "plugin directory {} does not exist; create it first (mkdir -p {})",
         missing.display(),
@@ -235,14 +225,7 @@ fn issue_11_configuration_mistakes_get_messages_whose_advice_works() {
     );
     assert!(text(&output).contains(&expected), "{}", text(&output));
     fs::create_dir_all(&missing).unwrap();
-    let output = layout
-        .berth_without_plugin_dirs()
-        .arg("--plugin-dir")
-        .arg(&missing)
-        .arg("install")
-        .arg(&bundle)
-        .output()
-        .unwrap();
+    let output = in_missing(&["install".as_ref(), bundle.as_os_str()]);
     assert!(output.status.success(), "{}", text(&output));
 
     // Installed elsewhere: the advice names the plugin directory that holds it, and installing there works.

@@ -559,6 +559,16 @@ fn shutdown_goes_in_reverse_dependency_order() {
     assert_eq!(order.len(), 3);
 }
 
+/// A watching host's set-up, before it watches: greeter installed and loaded, events subscribed.
+fn greeter_host() -> (Layout, std::path::PathBuf, Host, Receiver<Event>) {
+    let layout = Layout::new();
+    let dir = layout.add_example("greeter");
+    let host = Host::new(layout.watch_config()).unwrap();
+    host.load_all();
+    let events = host.subscribe();
+    (layout, dir, host, events)
+}
+
 fn greet(host: &Host) -> String {
     host.plugin("greeter").unwrap().call_json("greet", &serde_json::json!({"name": "ops"})).unwrap()
 }
@@ -635,11 +645,7 @@ impl Drop for QueueLimit {
 #[test]
 fn issue_11_after_a_queue_overflow_a_directory_swapped_in_meanwhile_is_watched() {
     let _quiet = timing_sensitive();
-    let layout = Layout::new();
-    let dir = layout.add_example("greeter");
-    let host = Host::new(layout.watch_config()).unwrap();
-    host.load_all();
-    let events = host.subscribe();
+    let (layout, dir, host, events) = greeter_host();
     // This thread, and the watcher's threads it starts, on one CPU: while this thread runs at real-time
     // priority (below), the watcher's reader cannot drain the kernel queue, so the swap's events are dropped.
     let thread = fs::read_link("/proc/thread-self").unwrap().file_name().unwrap().to_string_lossy().into_owned();
@@ -688,11 +694,7 @@ fn issue_11_after_a_queue_overflow_a_directory_swapped_in_meanwhile_is_watched()
 #[test]
 fn issue_11_a_manifest_caught_half_written_is_deferred_like_an_incomplete_library() {
     let _quiet = timing_sensitive();
-    let layout = Layout::new();
-    let dir = layout.add_example("greeter");
-    let host = Host::new(layout.watch_config()).unwrap();
-    host.load_all();
-    let events = host.subscribe();
+    let (_layout, dir, host, events) = greeter_host();
     let _watcher = host.watch().unwrap();
     let manifest = dir.join("greeter.toml");
     let text = example_manifest("greeter").replace("greeting = \"Hello\"", "greeting = \"Ahoy\"");
@@ -710,11 +712,7 @@ fn issue_11_a_manifest_caught_half_written_is_deferred_like_an_incomplete_librar
 /// Issue 11: a refused manifest, fixed, is reported fixed: the event says the serving generation goes on.
 #[test]
 fn issue_11_a_refused_manifest_fixed_under_a_watching_host_is_reported() {
-    let layout = Layout::new();
-    let dir = layout.add_example("greeter");
-    let host = Host::new(layout.watch_config()).unwrap();
-    host.load_all();
-    let events = host.subscribe();
+    let (_layout, dir, host, events) = greeter_host();
     let _watcher = host.watch().unwrap();
     let manifest = dir.join("greeter.toml");
     let original = fs::read_to_string(&manifest).unwrap();

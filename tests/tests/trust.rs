@@ -73,7 +73,12 @@ fn an_unsigned_library_is_refused_under_enforce_marked_untrusted_under_warn_and_
     let error = only_error(&report);
     assert!(matches!(error, LoadError::Unsigned { .. }), "{error:?}");
     let message = error.to_string();
-    for words in ["is not signed", "libgreeter.so.minisig does not exist", "policy = \"enforce\"", "ask its publisher for the signature file"] {
+    for words in [
+        "is not signed",
+        "libgreeter.so.minisig does not exist",
+        "policy = \"enforce\"",
+        "ask its publisher for the signature file",
+    ] {
         assert!(message.contains(words), "{words:?} missing from: {message}");
     }
     let (host, report) = load(config(&layout, TrustPolicy::Warn, None));

@@ -310,3 +310,33 @@ fn issue_11_special_and_oversized_manifests_are_refused_without_blocking() {
     assert!(out.contains("1 loaded, 0 disabled, 3 failed"), "{out}");
     assert!(run.peak_rss_kib < 256 * 1024, "peak memory {} KiB", run.peak_rss_kib);
 }
+
+/// Issue 11: libraries are checked from their headers before they are read: a sparse 1 GiB file is refused by
+/// the size limit before a byte is read, and a 200 MiB one (under the limit) by its first bytes, without the
+/// rest being read; the good plugin still loads. Peak memory and time are printed.
+#[cfg(unix)]
+#[test]
+fn issue_11_huge_libraries_are_refused_from_their_headers() {
+    let layout = Layout::new();
+    layout.add_example("greeter");
+    for (name, size) in [("huge", 1u64 << 30), ("large", 200 << 20)] {
+        let file = library_file(name);
+        let dir = layout.add_manifest(name, &manifest(name, "1.0.0", &file, ""));
+        fs::File::create(dir.join(&file)).unwrap().set_len(size).unwrap();
+    }
+    let mut check = layout.berth();
+    check.arg("check");
+    let run = berth_tests::measure(
+        "berth check with a sparse 1 GiB and a sparse 200 MiB library",
+        &check,
+        std::time::Duration::from_secs(60),
+    );
+    let out = berth_tests::output_text(&run.output);
+    assert!(
+        out.contains("holds 1073741824 bytes, more than the 268435456 bytes this host accepts for a library"),
+        "{out}"
+    );
+    assert!(out.contains("is not a shared library: unknown format (first bytes 0000000000000000)"), "{out}");
+    assert!(out.contains("1 loaded, 0 disabled, 2 failed"), "{out}");
+    assert!(run.peak_rss_kib < 64 * 1024, "peak memory {} KiB: the large file was read", run.peak_rss_kib);
+}

@@ -13,7 +13,7 @@ use crate::manifest::Manifest;
 use crate::reconcile::{Inner, LoadReport, Scope};
 use crate::registry::{Event, PluginHandle, PluginState, PluginStatus, Retired};
 use crate::trust::{AcceptedVersions, DEFAULT_MAX_LIBRARY};
-use crate::verify::{PrivateCache, check_binary, read_library_file, sha256_hex};
+use crate::verify::{PrivateCache, check_binary, check_panic_strategy, read_library_file, sha256_hex};
 use crate::watch::Watcher;
 
 /// A plugin host: configuration, private cache and registry. `Send + Sync`: share it (in an `Arc`) with
@@ -123,6 +123,7 @@ impl Drop for Host {
 pub fn inspect_library(path: &Path, cache_dir: &Path) -> Result<load::LibraryInfo, LoadError> {
     let (bytes, _) = read_library_file(path, DEFAULT_MAX_LIBRARY)?;
     check_binary(path, &bytes)?;
+    check_panic_strategy(path, &bytes)?;
     let cache = PrivateCache::open(cache_dir)
         .map_err(|e| LoadError::Cache { dir: cache_dir.to_owned(), source: std::io::Error::other(e.to_string()) })?;
     let copy = cache.store(&sha256_hex(&bytes), &bytes)?;

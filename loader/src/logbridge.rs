@@ -13,20 +13,40 @@ struct PluginLog {
     generation: u64,
 }
 
+/// Whether the plugin's own fields (`key=value ...`) already carry `name`: the host then leaves its own out, so
+/// a line never holds a field twice (and the plugin's value, of the instance that logged, is the one shown).
+fn has_field(fields: &str, name: &str) -> bool {
+    fields.split(' ').any(|field| field.strip_prefix(name).is_some_and(|rest| rest.starts_with('=')))
+}
+
 macro_rules! forward {
     ($level:expr, $log:expr, $record:expr) => {
-        tracing::event!(
-            target: "berth::plugin",
-            $level,
-            plugin = %$log.plugin,
-            version = %$log.version,
-            generation = $log.generation,
-            module = %$record.target,
-            "{}{}{}",
-            $record.message,
-            if $record.fields.is_empty() { "" } else { " " },
-            $record.fields
-        )
+        if has_field($record.fields.as_str(), "generation") {
+            tracing::event!(
+                target: "berth::plugin",
+                $level,
+                plugin = %$log.plugin,
+                version = %$log.version,
+                module = %$record.target,
+                "{}{}{}",
+                $record.message,
+                if $record.fields.is_empty() { "" } else { " " },
+                $record.fields
+            )
+        } else {
+            tracing::event!(
+                target: "berth::plugin",
+                $level,
+                plugin = %$log.plugin,
+                version = %$log.version,
+                generation = $log.generation,
+                module = %$record.target,
+                "{}{}{}",
+                $record.message,
+                if $record.fields.is_empty() { "" } else { " " },
+                $record.fields
+            )
+        }
     };
 }
 

@@ -342,7 +342,12 @@ pub(crate) fn parse_toml<T: de::DeserializeOwned>(path: &Path, text: &str) -> Re
         let column = text[line_start..start].chars().count() + 1;
         let width = error.span().map_or(1, |span| text[start..span.end.clamp(start, line_end)].chars().count().max(1));
         let snippet = snippet(line, line_text, column, width);
-        let mut message = error.message().trim().replace('\n', " ");
+        // The message can quote the file (an unknown key): control characters shown as `?`, cut like a snippet.
+        let mut message: String =
+            error.message().trim().chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+        if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE) {
+            message = format!("{}... ({} bytes)", &message[..cut], message.len());
+        }
         // When the span is a value, name its key: `version: unexpected character...`.
         if let Some((key, _)) = line_text.split_once('=') {
             if key.len() < column - 1 && !message.contains("unknown field") {
@@ -371,6 +376,9 @@ fn host_config_hint(error: ManifestError) -> ManifestError {
         error => error,
     }
 }
+
+/// The most characters of a decoder's message shown (it may quote a hostile key).
+const MAX_MESSAGE: usize = 300;
 
 /// The most characters of a line a snippet shows.
 const SNIPPET_WIDTH: usize = 100;
@@ -414,6 +422,11 @@ when = 1979-05-27T07:32:00Z
         let look_alike = GOOD.replace("name = \"greeter\"", "name = \"gre\u{0435}ter\"");
         let error = Manifest::parse(Path::new("m.toml"), &look_alike).unwrap_err().to_string();
         assert!(error.contains("invalid plugin name \"gre\\u{435}ter\""), "{error}");
+        // An unknown key quoted in the decoder's message: its control characters escaped, a long one cut.
+        let escape = format!("\"\\u001b]0;x\\u0007{}\" = 1\n{GOOD}", "k".repeat(10_000));
+        let error = Manifest::parse(Path::new("m.toml"), &escape).unwrap_err().to_string();
+        assert!(!error.contains('\u{1b}') && error.contains("unknown field `?]0;x?k"), "{error}");
+        assert!(error.len() < 1000, "{} bytes", error.len());
     }
 
     fn invalid(text: &str) -> (usize, usize, String) {

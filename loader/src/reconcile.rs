@@ -159,7 +159,11 @@ impl Inner {
             // manifests none of which is in use, nobody wins.
             let in_use = |state: &PluginState| matches!(state, PluginState::Active | PluginState::Disabled);
             let known_path = state_of.get(&name).filter(|(state, _)| in_use(state)).map(|(_, p)| p.to_path_buf());
-            let known_path = known_path.filter(exists);
+            // A known manifest someone else could have written holds no place either (it may have claimed the
+            // name with `enabled = false` while the owner's plugin was not there).
+            let strict = self.config.trust.strict_modes;
+            let known_path =
+                known_path.filter(exists).filter(|path| !strict || check_manifest_permissions(path).is_ok());
             let manifests = self.without_unsafe_rivals(manifests, known_path.as_deref(), &mut report);
             let keep = match manifests.len() {
                 1 => Some(0),
@@ -533,7 +537,7 @@ impl Inner {
         }
         let (safe, refused): (Vec<Manifest>, Vec<(Manifest, LoadError)>) =
             manifests.into_iter().fold((Vec::new(), Vec::new()), |(mut safe, mut refused), manifest| {
-                match check_manifest_permissions(&manifest) {
+                match check_manifest_permissions(&manifest.path) {
                     Ok(()) => safe.push(manifest),
                     Err(error) => refused.push((manifest, error)),
                 }

@@ -264,7 +264,7 @@ pub(crate) fn check_signature(
         Ok(()) => {}
         Err(minisign_verify::Error::UnexpectedAlgorithm) => {
             return Err(malformed(
-                "a legacy (not prehashed) signature; sign it again prehashed (minisign 0.10 or later does by default; older ones with `minisign -S -H`)".to_owned(),
+                "a legacy (not prehashed) signature; sign it again prehashed, with the same trusted comment (`minisign -S -t \"<statement>\"`: 0.10 or later prehashes by default, older ones need -H)".to_owned(),
             ));
         }
         Err(_) => return Err(LoadError::SignatureInvalid { path, library: library.to_owned(), key: id }),
@@ -417,8 +417,17 @@ impl AcceptedVersions {
         private_dir(data_dir).map_err(error)?;
         let path = data_dir.join(ACCEPTED_VERSIONS_FILE);
         let versions = match read_accepted(&path).map_err(error)? {
-            Some(versions) => versions,
+            Some(Read::Sealed(versions)) => versions,
+            // Written by a berth before the seal, complete as far as can be told: sealed now, the old file kept
+            // as the backup.
+            Some(Read::Legacy(versions)) => {
+                write_record(&path, &versions, true)
+                    .map_err(|e| error(format!("cannot seal {}: {e}", path.display())))?;
+                versions
+            }
             None => {
+                // From its first write on, a record has a backup beside it: a backup alone means the record was
+                // lost, and taking that for a new data directory would let an old version back in.
                 let backup = backup_path(&path);
                 if backup.exists() {
                     return Err(error(format!(
@@ -426,14 +435,6 @@ impl AcceptedVersions {
                         path.display(),
                         backup.display(),
                         path.display()
-                    )));
-                }
-                let mut entries = fs::read_dir(data_dir).map_err(|e| error(format!("cannot list it: {e}")))?;
-                if let Some(entry) = entries.next() {
-                    let other = entry.map(|e| e.file_name()).unwrap_or_default();
-                    return Err(error(format!(
-                        "it holds {} but no {ACCEPTED_VERSIONS_FILE}, so the versions this host accepted are lost; restore the record from a backup, or, to start afresh and accept any version again, empty the directory",
-                        other.to_string_lossy()
                     )));
                 }
                 BTreeMap::new()
@@ -481,7 +482,7 @@ impl AcceptedVersions {
         if newer.is_empty() {
             return Ok(());
         }
-        let on_disk = read_accepted(&self.path)?;
+        let on_disk = read_accepted(&self.path)?.map(Read::into_versions);
         let mut merged = on_disk.clone().unwrap_or_default();
         let mut accepted = versions.clone();
         accepted.extend(newer.iter().map(|m| (m.name.as_str().to_owned(), m.version.clone())));
@@ -490,16 +491,7 @@ impl AcceptedVersions {
                 merged.insert(plugin, version);
             }
         }
-        let body = format!(
-            "# The highest version of each plugin this host has accepted (written by berth; do not edit).\n# An older version is refused unless its manifest pins it: pin = \"<version>\".\n{}",
-            toml::to_string(&AcceptedFile { format: RECORD_FORMAT, accepted: merged.clone() })
-                .map_err(|e| e.to_string())?
-        );
-        let text = format!("{body}{RECORD_SEAL}{}\n", sha256_hex(body.as_bytes()));
-        if on_disk.is_some() {
-            keep_backup(&self.path).map_err(|e| format!("cannot keep a backup of it: {e}"))?;
-        }
-        write_atomically(&self.path, text.as_bytes()).map_err(|e| e.to_string())?;
+        write_record(&self.path, &merged, on_disk.is_some())?;
         *versions = merged;
         Ok(())
     }
@@ -508,6 +500,54 @@ impl AcceptedVersions {
     pub(crate) fn record_error(&self, reason: &str) -> LoadError {
         LoadError::VersionRecord { path: self.path.clone(), reason: reason.to_owned() }
     }
+}
+
+/// The record's first line, as every berth has written it.
+const RECORD_HEADER: &str =
+    "# The highest version of each plugin this host has accepted (written by berth; do not edit).\n";
+
+/// Writes `versions` as the sealed record at `path`. The record there (`had_record`) becomes the backup first;
+/// a first record is linked as its own backup after it is written, so that from then on a record never goes
+/// missing unnoticed.
+fn write_record(path: &Path, versions: &BTreeMap<String, Version>, had_record: bool) -> Result<(), String> {
+    let table = toml::to_string(&AcceptedFile { format: RECORD_FORMAT, accepted: versions.clone() })
+        .map_err(|e| e.to_string())?;
+    let body = format!(
+        "{RECORD_HEADER}# An older version is refused unless its manifest pins it: pin = \"<version>\".\n{table}"
+    );
+    let text = format!("{body}{RECORD_SEAL}{}\n", sha256_hex(body.as_bytes()));
+    let backup = |e: io::Error| format!("cannot keep a backup of it: {e}");
+    if had_record {
+        keep_backup(path).map_err(backup)?;
+    }
+    write_atomically(path, text.as_bytes()).map_err(|e| e.to_string())?;
+    if !had_record {
+        keep_backup(path).map_err(backup)?;
+    }
+    Ok(())
+}
+
+/// A record as read.
+enum Read {
+    /// Sealed, and its seal matches.
+    Sealed(BTreeMap<String, Version>),
+    /// Written before the seal existed: berth's header, at least one version, ending with a full line.
+    Legacy(BTreeMap<String, Version>),
+}
+
+impl Read {
+    fn into_versions(self) -> BTreeMap<String, Version> {
+        match self {
+            Read::Sealed(versions) | Read::Legacy(versions) => versions,
+        }
+    }
+}
+
+/// The record as berth wrote it before the seal: only the `[accepted]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LegacyFile {
+    accepted: BTreeMap<String, Version>,
 }
 
 /// `accepted-versions.toml.bak` beside the record.
@@ -528,21 +568,23 @@ fn keep_backup(record: &Path) -> io::Result<()> {
 
 /// Reads and checks the record: `None` when there is none. Every other failure says what is wrong and what to
 /// do: the backup to restore when there is one.
-fn read_accepted(path: &Path) -> Result<Option<BTreeMap<String, Version>>, String> {
-    let text = match guarded::read_text(path, guarded::MAX_RECORD, "an accepted-versions record") {
-        Ok(text) => text,
-        Err(e) if e.is_missing() => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
+fn read_accepted(path: &Path) -> Result<Option<Read>, String> {
     let damaged = |what: String| {
         let backup = backup_path(path);
         let advice = if backup.is_file() {
             format!("restore the previous record with `mv {} {}`", backup.display(), path.display())
         } else {
-            "restore it from a backup (a record without its seal cannot be trusted: an older version could come back)"
-                .to_owned()
+            format!(
+                "restore it from a backup (a damaged record cannot be trusted: an older version could come back), or, to start afresh and accept any version again, delete {}",
+                path.display()
+            )
         };
         format!("{}: {what}; {advice}", path.display())
+    };
+    let text = match guarded::read_text(path, guarded::MAX_RECORD, "an accepted-versions record") {
+        Ok(text) => text,
+        Err(e) if e.is_missing() => return Ok(None),
+        Err(e) => return Err(damaged(e.to_string())),
     };
     let canonical = fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
     check_permissions(&[&canonical], "").map_err(|e| e.to_string())?;
@@ -552,6 +594,12 @@ fn read_accepted(path: &Path) -> Result<Option<BTreeMap<String, Version>>, Strin
         Some((&text[..at], seal))
     });
     let Some((body, seal)) = sealed else {
+        let legacy = text.starts_with(RECORD_HEADER) && text.ends_with('\n');
+        if let Some(file) = legacy.then(|| toml::from_str::<LegacyFile>(&text).ok()).flatten() {
+            if !file.accepted.is_empty() {
+                return Ok(Some(Read::Legacy(file.accepted)));
+            }
+        }
         return Err(damaged(format!(
             "it does not end with its seal line (`{RECORD_SEAL}...`), so it was cut short, emptied or written by hand"
         )));
@@ -566,7 +614,7 @@ fn read_accepted(path: &Path) -> Result<Option<BTreeMap<String, Version>>, Strin
             file.format
         )));
     }
-    Ok(Some(file.accepted))
+    Ok(Some(Read::Sealed(file.accepted)))
 }
 
 /// Replaces `path` with `bytes`: written to a temporary file beside it, synced, renamed over it, and the

@@ -115,11 +115,10 @@ pub(crate) fn library_path(manifest: &Manifest) -> Result<PathBuf, LoadError> {
 /// What else helps when a plugin file is refused for its permissions.
 const STRICT_MODES_ADVICE: &str = "; or, on a development machine only, turn off [trust].strict_modes";
 
-/// The permission check of a manifest alone (`strict_modes`): the file and every directory above it.
-pub(crate) fn check_manifest_permissions(manifest: &Manifest) -> Result<(), LoadError> {
-    let path =
-        fs::canonicalize(&manifest.path).map_err(|source| LoadError::Io { path: manifest.path.clone(), source })?;
-    trust::check_permissions(&[&path], STRICT_MODES_ADVICE)
+/// The permission check of a manifest alone (`strict_modes`): the file at `path` and every directory above it.
+pub(crate) fn check_manifest_permissions(path: &Path) -> Result<(), LoadError> {
+    let canonical = fs::canonicalize(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
+    trust::check_permissions(&[&canonical], STRICT_MODES_ADVICE)
 }
 
 /// Resolves, reads and checks the manifest's library for this platform, under the host's trust settings.
@@ -164,9 +163,7 @@ pub(crate) fn verify_library(manifest: &Manifest, config: &TrustConfig) -> Resul
     }
     let stamp = stamp.with_trust_files(manifest, &joined);
     check_binary(&source, &bytes)?;
-    if panic_strategy(&bytes) == PanicStrategy::Abort {
-        return Err(LoadError::PanicAbort { path: source });
-    }
+    check_panic_strategy(&source, &bytes)?;
     let sha256 = sha256_hex(&bytes);
     if let Some(expected) = &entry.sha256 {
         if *expected != sha256 {
@@ -261,7 +258,7 @@ const ELF_PLATFORM: bool = cfg!(all(unix, not(target_os = "macos")));
 
 /// How a plugin library handles a panic, as its build facts say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PanicStrategy {
+enum PanicStrategy {
     /// It unwinds to the plugin's own fence: contained.
     Unwind,
     /// It aborts the process: refused in-process.
@@ -273,7 +270,7 @@ pub(crate) enum PanicStrategy {
 
 /// Reads the build facts `export_plugin!` exports ([`BuildFacts`]) from the library's bytes: the exported
 /// symbol's address, the section that holds it, and the bytes there. No code of the library runs.
-pub(crate) fn panic_strategy(bytes: &[u8]) -> PanicStrategy {
+fn panic_strategy(bytes: &[u8]) -> PanicStrategy {
     use object::{Object, ObjectSection};
     let facts = || {
         let file = object::File::parse(bytes).ok()?;
@@ -282,9 +279,13 @@ pub(crate) fn panic_strategy(bytes: &[u8]) -> PanicStrategy {
             name == BuildFacts::SYMBOL.as_bytes() || name.strip_prefix(b"_") == Some(BuildFacts::SYMBOL.as_bytes())
         })?;
         let address = symbol.address();
-        let section = file
-            .sections()
-            .find(|section| address.checked_sub(section.address()).is_some_and(|offset| offset < section.size()))?;
+        // The section that holds the symbol's bytes in the file: not one without file data (.bss), nor one at
+        // address 0 that is not loaded.
+        let section = file.sections().find(|section| {
+            section.file_range().is_some()
+                && section.address() != 0
+                && address.checked_sub(section.address()).is_some_and(|offset| offset < section.size())
+        })?;
         let offset = usize::try_from(address - section.address()).ok()?;
         BuildFacts::from_bytes(section.data().ok()?.get(offset..)?.get(..BuildFacts::SIZE)?)
     };
@@ -292,6 +293,14 @@ pub(crate) fn panic_strategy(bytes: &[u8]) -> PanicStrategy {
         Some(facts) if facts.panic_unwind == 0 => PanicStrategy::Abort,
         Some(_) => PanicStrategy::Unwind,
         None => PanicStrategy::Unknown,
+    }
+}
+
+/// Refuses a library built with `panic = "abort"`: in-process, its first panic would end the host.
+pub(crate) fn check_panic_strategy(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    match panic_strategy(bytes) {
+        PanicStrategy::Abort => Err(LoadError::PanicAbort { path: path.to_owned() }),
+        PanicStrategy::Unwind | PanicStrategy::Unknown => Ok(()),
     }
 }
 

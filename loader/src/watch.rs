@@ -75,7 +75,8 @@ impl Watcher {
             debounce: inner.config.reload.debounce,
             dirty: BTreeMap::new(),
             // Whatever changed between the host's first load and the watch starting is caught by a first rescan.
-            rescan: Some(Instant::now() - inner.config.reload.debounce),
+            rescan: Some(Instant::now().checked_sub(inner.config.reload.debounce).unwrap_or_else(Instant::now)),
+            settle: inner.config.reload.settle,
         };
         let thread = std::thread::Builder::new()
             .name("berth-watch".to_owned())
@@ -121,6 +122,8 @@ struct Debouncer {
     dirty: BTreeMap<PathBuf, Instant>,
     /// Time of the last event asking for a full rescan.
     rescan: Option<Instant>,
+    /// How long a directory that returned is left to fill before the full rescan.
+    settle: Duration,
 }
 
 impl Debouncer {
@@ -128,7 +131,9 @@ impl Debouncer {
         loop {
             let lost = self.roots.iter().any(|root| root.watch == RootWatch::Lost);
             let lost = lost.then(|| Instant::now() + LOST_POLL.saturating_sub(self.debounce));
-            let next = self.dirty.values().chain(&self.rescan).chain(&lost).min().map(|last| *last + self.debounce);
+            // A full rescan pending supersedes the groups (`rescan_due`): only its time counts then.
+            let groups = self.dirty.values().filter(|_| self.rescan.is_none());
+            let next = groups.chain(&self.rescan).chain(&lost).min().map(|last| *last + self.debounce);
             let message = match next {
                 Some(due) => receiver.recv_timeout(due.saturating_duration_since(Instant::now())),
                 None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -224,7 +229,9 @@ impl Debouncer {
                         tracing::warn!("{detail}");
                         self.inner.upgrade()?.registry.directory_watch(&dir, true, &detail);
                     }
-                    self.rescan = Some(Instant::now() - self.debounce);
+                    // A directory put back by a copy arrives file by file: rescanned once it has had the settle
+                    // time, so that a plugin whose manifest is not there yet is not taken for removed.
+                    self.rescan = Some(Instant::now() + self.settle.saturating_sub(self.debounce));
                 }
             }
         }
@@ -246,6 +253,10 @@ impl Debouncer {
     fn rescan_due(&mut self) -> Option<()> {
         let now = Instant::now();
         let quiet = |last: &Instant| now.duration_since(*last) >= self.debounce;
+        // A full rescan pending supersedes the groups' (a directory that returned waits for it to fill).
+        if self.rescan.as_ref().is_some_and(|last| !quiet(last)) {
+            return Some(());
+        }
         let scope = if self.rescan.as_ref().is_some_and(quiet) {
             self.rescan = None;
             self.dirty.clear();
@@ -316,6 +327,7 @@ mod tests {
             debounce: Duration::from_millis(50),
             dirty: BTreeMap::new(),
             rescan: None,
+            settle: Duration::from_secs(2),
         }
     }
 

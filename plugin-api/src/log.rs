@@ -71,15 +71,11 @@ struct Fields {
     rest: String,
 }
 
-/// Fields the host adds to every event of an instance, with the same values: a plugin's own copy of them is
-/// left out, so a log line never holds one twice.
-const HOST_FIELDS: [&str; 2] = ["plugin", "generation"];
-
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
-        } else if !HOST_FIELDS.contains(&field.name()) {
+        } else {
             if !self.rest.is_empty() {
                 self.rest.push(' ');
             }

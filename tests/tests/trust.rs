@@ -220,7 +220,8 @@ fn issue_11_a_damaged_accepted_versions_record_stops_the_host_and_its_backup_res
     let record = layout.data().join(ACCEPTED_VERSIONS_FILE);
     let backup = layout.data().join(format!("{ACCEPTED_VERSIONS_FILE}.bak"));
     assert!(load(layout.config()).1.failures.is_empty());
-    assert!(!backup.exists(), "the first record has no backup");
+    // A first record is its own backup: from then on, a record deleted alone does not pass for a new one.
+    assert_eq!(fs::read(&backup).unwrap(), fs::read(&record).unwrap(), "the first record's backup");
     // As if this host had accepted greeter 1.2.0: 1.0.0 is refused from now on.
     layout.edit_record(|body| body.replace("1.0.0", "1.2.0"));
     layout.add_example("quota");
@@ -263,7 +264,11 @@ fn issue_11_a_damaged_accepted_versions_record_stops_the_host_and_its_backup_res
     fs::remove_file(&backup).ok();
     fs::write(&record, "").unwrap();
     let message = Host::new(layout.config()).err().expect("an empty record stops the host").to_string();
-    assert!(message.contains("restore it from a backup"), "{message}");
+    let advice = format!(
+        "restore it from a backup (a damaged record cannot be trusted: an older version could come back), or, to start afresh and accept any version again, delete {}",
+        record.display()
+    );
+    assert!(message.contains(&advice), "{message}");
     fs::write(&backup, &intact).unwrap();
     fs::remove_file(&record).unwrap();
     let message = Host::new(layout.config()).err().expect("a missing record stops the host").to_string();
@@ -271,13 +276,25 @@ fn issue_11_a_damaged_accepted_versions_record_stops_the_host_and_its_backup_res
         message.contains(&format!("is missing but its backup is there; restore it with `mv {}", backup.display())),
         "{message}"
     );
-    // A data directory that holds anything else but no record is not a new one.
+    // A record written before the seal (berth's header, whole lines, at least one version) is sealed in place,
+    // its mark kept, and the old file kept as the backup; one holding no version is refused like a cut one.
+    let legacy = "# The highest version of each plugin this host has accepted (written by berth; do not edit).\n# An older version is refused unless its manifest pins it: pin = \"<version>\".\n[accepted]\ngreeter = \"1.2.0\"\n";
+    fs::remove_file(&backup).unwrap();
+    fs::write(&record, &legacy[..legacy.find("greeter").unwrap()]).unwrap();
+    let message = Host::new(layout.config()).err().expect("an empty legacy record stops the host").to_string();
+    assert!(message.contains("it does not end with its seal line"), "{message}");
+    fs::write(&record, legacy).unwrap();
+    let host = Host::new(layout.config()).unwrap();
+    assert!(fs::read_to_string(&record).unwrap().contains("# sha256 of the lines above: "), "sealed in place");
+    assert_eq!(fs::read_to_string(&backup).unwrap(), legacy);
+    let report = host.load_all();
+    assert!(matches!(only_error(&report), LoadError::Downgrade { .. }), "{:?}", report.failures);
+    drop(host);
+    // Record and backup removed: a new data directory, where no record is an empty record. (Other files in
+    // the data directory, such as a cache placed inside it, change nothing.)
+    fs::remove_file(&record).unwrap();
     fs::remove_file(&backup).unwrap();
     fs::write(layout.data().join("notes.txt"), "").unwrap();
-    let message = Host::new(layout.config()).err().expect("a lost record stops the host").to_string();
-    assert!(message.contains("holds notes.txt but no accepted-versions.toml"), "{message}");
-    // An empty data directory is a new one: no record is an empty record.
-    fs::remove_file(layout.data().join("notes.txt")).unwrap();
     assert!(load(layout.config()).1.failures.is_empty());
     assert!(fs::read_to_string(&record).unwrap().contains("greeter = \"1.0.0\""));
 
@@ -428,6 +445,20 @@ fn issue_11_an_intruders_manifest_cannot_take_a_plugins_name_in_a_sticky_plugin_
     assert!(error.to_string().contains("owned by uid 4242"), "{error}");
     let greet = host.plugin("greeter").unwrap().call_json::<_, String>("greet", &serde_json::json!({"name": "ops"}));
     assert_eq!(greet.unwrap(), "Hello, ops!");
+    drop(host);
+
+    // Nor can it hold the name by claiming it first, disabled, while the owner's plugin is not there.
+    let owner = layout.plugins().with_file_name("greeter.away");
+    fs::rename(&dir, &owner).unwrap();
+    let manifest = intruder.join("greeter.toml");
+    let text = fs::read_to_string(&manifest).unwrap().replace("api = ", "enabled = false\napi = ");
+    fs::write(&manifest, text).unwrap();
+    let host = Host::new(layout.config()).unwrap();
+    assert_eq!(host.load_all().disabled.len(), 1);
+    fs::rename(&owner, &dir).unwrap();
+    let report = host.load_all();
+    assert_eq!(report.loaded.len(), 1, "{:?}", report.failures);
+    assert!(matches!(only_error(&report), LoadError::UnsafePermissions { .. }), "{:?}", report.failures);
 }
 
 /// Issue 11, hostile trust files through the binary, each measured (peak memory of the child from

@@ -120,6 +120,7 @@ fn root_module<P: Plugin + PluginIdentity>() -> PluginModRef {
 extern "C" fn create<P: Plugin>(config: RStr<'_>, host: HostContext) -> RResult<PluginObject, PluginError> {
     install_panic_hook();
     guard(|| {
+        #[cfg(feature = "log-bridge")]
         crate::log::install(host.logger, host.max_level);
         let config = decode_config::<P>(config.as_str())?;
         let context = Host::new(host.plugin.into_string(), host.generation);

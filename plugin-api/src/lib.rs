@@ -55,6 +55,7 @@ pub mod abi;
 mod export;
 pub mod ext;
 mod extension;
+#[cfg(feature = "log-bridge")]
 mod log;
 mod plugin;
 

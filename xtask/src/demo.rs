@@ -44,7 +44,7 @@ pub fn demo() -> Result<(), String> {
     let target = target_dir(&root);
     step("building the example plugins and the berth CLI");
     let mut build = cargo();
-    build.current_dir(&root).args(["build", "--quiet", "-p", "berth"]);
+    build.current_dir(&root).args(["build", "--quiet", "-p", "berth-cli"]);
     for plugin in PLUGINS {
         build.args(["-p", plugin]);
     }

@@ -19,7 +19,7 @@ use crate::discover::discover;
 use crate::error::{BundleError, HostError, LoadError, ManifestError};
 use crate::load::{self, LibraryInfo, check_api_requirement, check_metadata};
 use crate::manifest::{Manifest, PluginName, carry_over, set_pin};
-use crate::trust::{AcceptedVersions, Trust, sync_dir};
+use crate::trust::{AcceptedVersions, Trust, lock_dir, sync_dir};
 use crate::verify::{PrivateCache, verify_library};
 
 /// What a verification found: everything a host would check, passed.
@@ -326,11 +326,7 @@ fn swap_into_place(staging: &Path, target: &Path) -> Result<(), InstallError> {
 /// Holds an exclusive advisory lock on `plugin_dir` until dropped (Unix; elsewhere installs are not
 /// serialised).
 fn lock(plugin_dir: &Path) -> Result<fs::File, InstallError> {
-    let dir = fs::File::open(plugin_dir).map_err(io_error(plugin_dir))?;
-    #[cfg(unix)]
-    rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| InstallError::Io { path: plugin_dir.to_owned(), source: e.into() })?;
-    Ok(dir)
+    lock_dir(plugin_dir).map_err(io_error(plugin_dir))
 }
 
 /// A fault-injection point for the interrupted-install test: in debug builds, `BERTH_TEST_ABORT_BEFORE_SWAP`

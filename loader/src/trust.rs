@@ -421,6 +421,7 @@ impl AcceptedVersions {
             // Written by a berth before the seal, complete as far as can be told: sealed now, the old file kept
             // as the backup.
             Some(Read::Legacy(versions)) => {
+                let _one_writer = lock_dir(data_dir).map_err(|e| error(format!("cannot lock it: {e}")))?;
                 write_record(&path, &versions, true)
                     .map_err(|e| error(format!("cannot seal {}: {e}", path.display())))?;
                 versions
@@ -482,6 +483,10 @@ impl AcceptedVersions {
         if newer.is_empty() {
             return Ok(());
         }
+        // Another host (or `berth install`) sharing the data directory writes between our read and our write
+        // otherwise, and one of the two updates is lost.
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let _one_writer = lock_dir(dir).map_err(|e| format!("cannot lock {}: {e}", dir.display()))?;
         let on_disk = read_accepted(&self.path)?.map(Read::into_versions);
         let mut merged = on_disk.clone().unwrap_or_default();
         let mut accepted = versions.clone();
@@ -636,6 +641,16 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// Holds an exclusive advisory lock on the directory `dir` until the returned handle is dropped (Unix `flock`;
+/// elsewhere nothing is locked). Processes that share a directory take turns: a read-merge-write of the
+/// accepted-versions record, or an install into a plugin directory.
+pub(crate) fn lock_dir(dir: &Path) -> io::Result<fs::File> {
+    let handle = fs::File::open(dir)?;
+    #[cfg(unix)]
+    rustix::fs::flock(&handle, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(handle)
+}
+
 /// Makes the renames in `dir` durable (Unix; elsewhere a no-op).
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
@@ -650,4 +665,37 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 /// blocking read.
 fn read_trust_file(path: &Path, limit: u64, what: &'static str) -> Result<Option<String>, LoadError> {
     guarded::read_text_if_present(path, limit, what).map_err(|source| LoadError::Read { path: path.to_owned(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(name: &str) -> Manifest {
+        let text = format!("name = \"{name}\"\nversion = \"1.0.0\"\napi = \"^1.0\"\n[library]\nlinux = \"lib.so\"\n");
+        Manifest::parse(Path::new("m.toml"), &text).unwrap()
+    }
+
+    /// Hosts sharing a data directory record at the same time, each once (as short-lived commands do, so no
+    /// later write of theirs could put a lost version back): no update is lost.
+    #[test]
+    fn writers_sharing_one_record_lose_no_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        AcceptedVersions::open(&data).unwrap();
+        std::thread::scope(|scope| {
+            for i in 0..2 {
+                let data = &data;
+                scope.spawn(move || {
+                    for n in 0..40 {
+                        let host = AcceptedVersions::open(data).unwrap();
+                        host.record(&[&manifest(&format!("plugin-{i}-{n}"))]).unwrap();
+                    }
+                });
+            }
+        });
+        let recorded = AcceptedVersions::open(&data).unwrap();
+        let versions = recorded.versions.lock().unwrap();
+        assert_eq!(versions.len(), 80, "lost updates: {:?}", versions.keys().collect::<Vec<_>>());
+    }
 }

@@ -255,3 +255,36 @@ fn issue_11_configuration_mistakes_get_messages_whose_advice_works() {
     let output = berth(&layout, &["check"]);
     assert!(text(&output).contains("this is a host configuration file, not a plugin manifest"), "{}", text(&output));
 }
+
+/// Issue 12: a closed stdout ends the command quietly (exit 0, as ripgrep does) instead of a panic; an invalid
+/// `--log` is refused with the accepted forms; the log on stderr is coloured only on a terminal or when asked.
+#[test]
+fn issue_12_closed_output_log_filters_and_colour_behave_as_cli_users_expect() {
+    let layout = layout_with_one_failure();
+    let mut list = layout
+        .berth()
+        .arg("list")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(list.stdout.take());
+    let output = list.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", berth_tests::output_text(&output));
+    assert!(output.stderr.is_empty(), "{}", berth_tests::output_text(&output));
+
+    let output = layout.berth().args(["--log", "warn=x=y", "list"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        berth_tests::output_text(&output).contains("give a level (error, warn, info, debug, trace)"),
+        "{}",
+        berth_tests::output_text(&output)
+    );
+
+    // stderr is a pipe here, not a terminal: no escape codes unless asked for.
+    let output = layout.berth().args(["--log", "warn", "check"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("WARN") && !stderr.contains('\u{1b}'), "{stderr:?}");
+    let output = layout.berth().args(["--log", "warn", "--color", "always", "check"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("\u{1b}["), "--color always colours");
+}

@@ -2,7 +2,7 @@
 //! project that reads argv or prints.
 #![forbid(unsafe_code)]
 
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,6 +10,27 @@ use std::time::Duration;
 use berth::install::{self, Verification};
 use berth::{Host, HostConfig, LoadFailure, LoadReport, PLUGIN_PATH_ENV, PluginStatus, TrustPolicy, TrustedKey};
 use clap::{Parser, Subcommand};
+
+/// `println!` that ends the command quietly when its output is closed (`berth list | head -1`), as ripgrep does,
+/// instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout(), $($arg)*) {
+            output_failed(error);
+        }
+    }};
+}
+
+/// A write to stdout failed: a closed pipe ends the command with success and no word, anything else with the
+/// error.
+fn output_failed(error: io::Error) -> ! {
+    if error.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("berth: cannot write the output: {error}");
+    std::process::exit(1)
+}
 
 /// Load, check and call native Berth plugins.
 #[derive(Parser)]
@@ -37,9 +58,13 @@ struct Cli {
     /// Accept plugin files and directories that group or others can write. For development machines only.
     #[arg(long, global = true, env = "BERTH_INSECURE_PERMISSIONS", value_parser = strict_bool)]
     insecure_permissions: bool,
-    /// Log level of the host's own log on stderr (error, warn, info, debug, trace).
-    #[arg(long, global = true, env = "BERTH_LOG", default_value = "error")]
+    /// Log level of the host's own log on stderr (error, warn, info, debug, trace), or tracing filter
+    /// directives (warn,berth::plugin=debug).
+    #[arg(long, global = true, env = "BERTH_LOG", default_value = "error", value_parser = log_filter)]
     log: String,
+    /// Colour in the log on stderr: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    color: Color,
     #[command(subcommand)]
     command: Command,
 }
@@ -118,7 +143,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "error".into()))
+        .with_ansi(cli.color.on_stderr())
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .init();
     match run(&cli) {
         Ok(code) => code,
@@ -127,6 +153,35 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// When the log on stderr is coloured.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Color {
+    /// On a terminal, unless `NO_COLOR` is set to anything but the empty string (no-color.org).
+    Auto,
+    Always,
+    Never,
+}
+
+impl Color {
+    fn on_stderr(self) -> bool {
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => {
+                std::io::IsTerminal::is_terminal(&io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+            }
+        }
+    }
+}
+
+/// A `--log` value that `tracing` reads; anything else is a usage error, never a silent default.
+fn log_filter(value: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(value).map(|_| value.to_owned()).map_err(|e| {
+        format!("{e}; give a level (error, warn, info, debug, trace) or tracing filter directives such as warn,berth::plugin=debug")
+    })
 }
 
 /// A boolean environment variable's value: `true` or `false`, nothing else (`1`, `yes` or a typo is a usage
@@ -205,10 +260,10 @@ fn install(config: &HostConfig, bundle: &Path, to: Option<&Path>, pin: bool) -> 
     let installed = install::install(bundle, dir, config, pin).map_err(|e| e.to_string())?;
     print_verification(&installed.verification);
     for key in &installed.kept {
-        println!("kept:       `{key}` from the manifest installed before");
+        say!("kept:       `{key}` from the manifest installed before");
     }
     let replaced = installed.replaced.map(|v| format!(", replacing {v}")).unwrap_or_default();
-    println!(
+    say!(
         "installed {} {} in {}{replaced}; a running host picks it up now",
         installed.verification.name,
         installed.verification.version,
@@ -226,7 +281,7 @@ fn verify(config: &HostConfig, target: &str) -> Result<ExitCode, String> {
         install::verify_installed(target, config)
     };
     print_verification(&verification.map_err(install_message)?);
-    println!("verified: it passes every check a host with this configuration makes before it creates the plugin");
+    say!("verified: it passes every check a host with this configuration makes before it creates the plugin");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -239,12 +294,12 @@ fn install_message(error: install::InstallError) -> String {
 }
 
 fn print_verification(verification: &Verification) {
-    println!("plugin:     {} {}", verification.name, verification.version);
-    println!("sha256:     {}", verification.sha256);
-    println!("trust:      {}", verification.trust);
+    say!("plugin:     {} {}", verification.name, verification.version);
+    say!("sha256:     {}", verification.sha256);
+    say!("trust:      {}", verification.trust);
     match &verification.library {
         Some(library) => print_library(library),
-        None => println!(
+        None => say!(
             "abi:        not checked: berth runs no library that is not signed by a trusted key before a host loads it"
         ),
     }
@@ -255,9 +310,9 @@ fn set_enabled(config: &HostConfig, name: &str, enabled: bool) -> Result<ExitCod
     let (path, changed) = install::set_enabled(name, enabled, config).map_err(install_message)?;
     let state = if enabled { "enabled" } else { "disabled" };
     if changed {
-        println!("{name}: {state} in {}; a running host applies it now", path.display());
+        say!("{name}: {state} in {}; a running host applies it now", path.display());
     } else {
-        println!("{name}: already {state} in {}", path.display());
+        say!("{name}: already {state} in {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -269,16 +324,16 @@ fn run_host(host: Host, call: Option<&str>, every: Duration) -> Result<ExitCode,
     let events = host.subscribe();
     let printer = std::thread::spawn(move || {
         for event in events {
-            println!("event: {event}");
+            say!("event: {event}");
         }
     });
     let report = host.load_all();
     for failure in report.failures.iter().filter(|f| f.plugin.is_none()) {
-        println!("event: {failure}");
+        say!("event: {failure}");
     }
     let watcher = host.watch().map_err(|e| e.to_string())?;
     let dirs: Vec<String> = host.config().plugin_dirs.iter().map(|d| d.display().to_string()).collect();
-    println!("berth: serving, watching {}; Ctrl-C or SIGTERM stops", dirs.join(", "));
+    say!("berth: serving, watching {}; Ctrl-C or SIGTERM stops", dirs.join(", "));
     // The calls run on a thread of their own: a slow plugin must never keep the signal from being handled.
     // Dropping `stop` ends the caller's wait at once, however long `--every` is.
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
@@ -288,8 +343,8 @@ fn run_host(host: Host, call: Option<&str>, every: Duration) -> Result<ExitCode,
             loop {
                 // Looked up every time: the plugin may be installed after `run` started.
                 match host.plugin(&plugin).and_then(|handle| handle.call(&method, input.as_bytes())) {
-                    Ok(output) => println!("call {plugin} {method}: {}", String::from_utf8_lossy(&output)),
-                    Err(error) => println!("call {plugin} {method}: error: {error}"),
+                    Ok(output) => say!("call {plugin} {method}: {}", String::from_utf8_lossy(&output)),
+                    Err(error) => say!("call {plugin} {method}: error: {error}"),
                 }
                 if stopped.recv_timeout(every) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
                     return;
@@ -314,12 +369,12 @@ fn run_host(host: Host, call: Option<&str>, every: Duration) -> Result<ExitCode,
     if let Some(caller) = caller {
         let _ = caller.join();
     }
-    println!("berth: stopping");
+    say!("berth: stopping");
     drop(watcher);
     host.shutdown();
     drop(host);
     let _ = printer.join();
-    println!("berth: stopped");
+    say!("berth: stopped");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -363,7 +418,7 @@ fn list(host: &Host, report: &LoadReport, json: bool) -> Result<ExitCode, String
             .collect();
         let out =
             serde_json::json!({ "host_api": berth::HOST_API_VERSION, "plugins": statuses, "unreadable": unnamed });
-        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+        say!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = vec![["NAME", "VERSION", "STATE", "GEN", "API", "DETAIL"].map(str::to_owned)];
@@ -411,13 +466,13 @@ fn print_table(rows: &[[String; 6]]) {
     }
     for row in rows {
         let line: Vec<String> = row.iter().zip(widths).map(|(cell, width)| format!("{cell:width$}")).collect();
-        println!("{}", line.join("  ").trim_end());
+        say!("{}", line.join("  ").trim_end());
     }
 }
 
 fn check(host: &Host, report: &LoadReport, verbose: bool, host_api: Option<&semver::Version>) -> ExitCode {
     for failure in &report.failures {
-        println!("FAIL {failure}");
+        say!("FAIL {failure}");
         if verbose {
             print_details(failure);
         }
@@ -427,12 +482,12 @@ fn check(host: &Host, report: &LoadReport, verbose: bool, host_api: Option<&semv
         let verdicts = host.would_load_on(version);
         for (status, verdict) in &verdicts {
             match verdict {
-                Ok(()) => println!("ok   {} {} would load on plugin-api {version}", status.name, status.version),
-                Err(reason) => println!("FAIL {} {} on plugin-api {version}: {reason}", status.name, status.version),
+                Ok(()) => say!("ok   {} {} would load on plugin-api {version}", status.name, status.version),
+                Err(reason) => say!("FAIL {} {} on plugin-api {version}: {reason}", status.name, status.version),
             }
         }
         refused = verdicts.iter().filter(|(_, verdict)| verdict.is_err()).count();
-        println!("{} of {} plugin(s) would load on plugin-api {version}", verdicts.len() - refused, verdicts.len());
+        say!("{} of {} plugin(s) would load on plugin-api {version}", verdicts.len() - refused, verdicts.len());
     }
     // A plugin directory that cannot be read is a failure, but not a manifest.
     let dirs = report.failures.iter().filter(|f| matches!(f.error, berth::LoadError::PluginDir { .. })).count();
@@ -443,7 +498,7 @@ fn check(host: &Host, report: &LoadReport, verbose: bool, host_api: Option<&semv
         1 => "; 1 plugin directory unreadable".to_owned(),
         n => format!("; {n} plugin directories unreadable"),
     };
-    println!(
+    say!(
         "{total} manifest(s) checked against plugin-api {}: {} loaded, {} disabled, {failed} failed{unreadable}",
         berth::HOST_API_VERSION,
         report.loaded.len(),
@@ -456,7 +511,7 @@ fn print_details(failure: &LoadFailure) {
     let details = failure.error.details();
     if details != failure.error.to_string() {
         for line in details.lines() {
-            println!("     {line}");
+            say!("     {line}");
         }
     }
 }
@@ -479,8 +534,8 @@ fn call(host: &Host, plugin: &str, method: &str, input: Option<&str>) -> Result<
     match handle.call(method, input.as_bytes()) {
         Ok(output) => {
             match String::from_utf8(output) {
-                Ok(text) => println!("{text}"),
-                Err(bytes) => println!("{}", hex_dump(bytes.as_bytes())),
+                Ok(text) => say!("{text}"),
+                Err(bytes) => say!("{}", hex_dump(bytes.as_bytes())),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -500,36 +555,37 @@ fn info(host: &Host, report: &LoadReport, target: &str) -> Result<ExitCode, Stri
         statuses.iter().find(|s| s.name.as_str() == target).or_else(|| statuses.iter().find(by_manifest))
     else {
         if let Some(failure) = report.failures.iter().find(|f| same_file(&f.manifest, path)) {
-            println!("manifest: {}\nstate:    failed\nreason:   {}", failure.manifest.display(), failure.error);
+            say!("manifest: {}\nstate:    failed\nreason:   {}", failure.manifest.display(), failure.error);
             return Ok(ExitCode::FAILURE);
         }
         return Err(format!(
             "no plugin named {target:?} and no such library or manifest; `berth list` shows the plugins"
         ));
     };
-    println!("name:       {}", status.name);
-    println!("version:    {}", status.version);
-    println!("state:      {}", status.state);
-    println!("manifest:   {}", status.manifest.display());
+    say!("name:       {}", status.name);
+    say!("version:    {}", status.version);
+    say!("state:      {}", status.state);
+    say!("manifest:   {}", status.manifest.display());
     if let Some(reason) = &status.reason {
-        println!("reason:     {reason}");
+        say!("reason:     {reason}");
     }
     if let Some(error) = &status.reload_error {
-        println!("reload:     last reload refused: {error}");
+        say!("reload:     last reload refused: {error}");
     }
     if let (Some(generation), Some(library), Some(sha256)) = (status.generation, &status.library, &status.sha256) {
-        println!(
+        say!(
             "generation: {generation} ({} retired, pinning {} bytes)",
-            status.retired_generations, status.retired_bytes
+            status.retired_generations,
+            status.retired_bytes
         );
-        println!("sha256:     {sha256}");
+        say!("sha256:     {sha256}");
         print_library(library);
         if let Some(trust) = &status.trust {
-            println!("trust:      {trust}");
+            say!("trust:      {trust}");
         }
         if let Ok(health) = host.plugin(target).and_then(|h| h.health()) {
             let detail = if health.detail.is_empty() { String::new() } else { format!(" ({})", health.detail) };
-            println!("health:     {:?}{detail}", health.status);
+            say!("health:     {:?}{detail}", health.status);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -537,17 +593,17 @@ fn info(host: &Host, report: &LoadReport, target: &str) -> Result<ExitCode, Stri
 
 fn inspect(path: &Path, cache_dir: &Path) -> Result<ExitCode, String> {
     let library = berth::inspect_library(path, cache_dir).map_err(|e| e.to_string())?;
-    println!("file:       {}", path.display());
-    println!("name:       {}", library.name);
-    println!("version:    {}", library.version);
+    say!("file:       {}", path.display());
+    say!("name:       {}", library.name);
+    say!("version:    {}", library.version);
     print_library(&library);
-    println!("host api:   {} (compatible: the version and layout checks passed)", berth::HOST_API_VERSION);
+    say!("host api:   {} (compatible: the version and layout checks passed)", berth::HOST_API_VERSION);
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_library(library: &berth::LibraryInfo) {
-    println!("api:        berth-plugin-api {}", library.api_version);
-    println!("built by:   {} for {} ({})", library.rustc, library.target, library.profile);
+    say!("api:        berth-plugin-api {}", library.api_version);
+    say!("built by:   {} for {} ({})", library.rustc, library.target, library.profile);
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

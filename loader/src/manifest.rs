@@ -204,13 +204,7 @@ pub(crate) fn set_pin(path: &Path, version: &Version) -> Result<bool, ManifestEr
 /// keys copied that differ from what the new manifest said.
 pub(crate) fn carry_over(installed: &Path, new: &Path) -> Result<Vec<&'static str>, ManifestError> {
     let text = read_manifest(installed)?;
-    let installed: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| ManifestError::Invalid {
-        path: installed.to_owned(),
-        line: 1,
-        column: 1,
-        message: e.to_string(),
-        snippet: String::new(),
-    })?;
+    let installed = parse_document(installed, &text)?;
     let mut carried = Vec::new();
     edit(new, |document| {
         for key in ["enabled", "config"] {
@@ -238,14 +232,7 @@ fn edit(path: &Path, change: impl FnOnce(&mut toml_edit::DocumentMut) -> bool) -
     })?;
     let text = read_manifest(path)?;
     Manifest::parse(path, &text)?;
-    let mut document: toml_edit::DocumentMut =
-        text.parse().map_err(|e: toml_edit::TomlError| ManifestError::Invalid {
-            path: path.to_owned(),
-            line: 1,
-            column: 1,
-            message: e.to_string(),
-            snippet: String::new(),
-        })?;
+    let mut document = parse_document(path, &text)?;
     if !change(&mut document) {
         return Ok(false);
     }
@@ -333,29 +320,37 @@ fn check_relative(path: &str) -> Result<(), String> {
 /// Decodes TOML `text` into `T`, turning the decoder's error into a [`ManifestError::Invalid`] pointing at
 /// the offending span, with the key named and a caret under the value.
 pub(crate) fn parse_toml<T: de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ManifestError> {
-    toml::from_str(text).map_err(|error| {
-        let start = error.span().map_or(0, |span| span.start).min(text.len());
-        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-        let line_text = &text[line_start..line_end];
-        let line = text[..start].matches('\n').count() + 1;
-        let column = text[line_start..start].chars().count() + 1;
-        let width = error.span().map_or(1, |span| text[start..span.end.clamp(start, line_end)].chars().count().max(1));
-        let snippet = snippet(line, line_text, column, width);
-        // The message can quote the file (an unknown key): control characters shown as `?`, cut like a snippet.
-        let mut message: String =
-            error.message().trim().chars().map(|c| if c.is_control() { '?' } else { c }).collect();
-        if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE) {
-            message = format!("{}... ({} bytes)", &message[..cut], message.len());
+    toml::from_str(text).map_err(|error| invalid(path, text, error.span(), error.message()))
+}
+
+/// Parses `text` (the file at `path`) for an edit that keeps comments and layout; a refusal names the line and
+/// column with the same snippet as [`parse_toml`].
+fn parse_document(path: &Path, text: &str) -> Result<toml_edit::DocumentMut, ManifestError> {
+    text.parse().map_err(|error: toml_edit::TomlError| invalid(path, text, error.span(), error.message()))
+}
+
+/// The refusal of `text` (the file at `path`) for `message` at `span`: line, column, the key and a caret snippet.
+fn invalid(path: &Path, text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> ManifestError {
+    let start = span.as_ref().map_or(0, |span| span.start).min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line_text = &text[line_start..line_end];
+    let line = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let width = span.map_or(1, |span| text[start..span.end.clamp(start, line_end)].chars().count().max(1));
+    let snippet = snippet(line, line_text, column, width);
+    // The message can quote the file (an unknown key): control characters shown as `?`, cut like a snippet.
+    let mut message: String = message.trim().chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE) {
+        message = format!("{}... ({} bytes)", &message[..cut], message.len());
+    }
+    // When the span is a value, name its key: `version: unexpected character...`.
+    if let Some((key, _)) = line_text.split_once('=') {
+        if key.len() < column - 1 && !message.contains("unknown field") {
+            message = format!("`{}`: {message}", key.trim());
         }
-        // When the span is a value, name its key: `version: unexpected character...`.
-        if let Some((key, _)) = line_text.split_once('=') {
-            if key.len() < column - 1 && !message.contains("unknown field") {
-                message = format!("`{}`: {message}", key.trim());
-            }
-        }
-        ManifestError::Invalid { path: path.to_owned(), line, column, message, snippet }
-    })
+    }
+    ManifestError::Invalid { path: path.to_owned(), line, column, message, snippet }
 }
 
 /// A host configuration file's own keys: a manifest refused for one of them is a host configuration placed
@@ -427,6 +422,23 @@ when = 1979-05-27T07:32:00Z
         let error = Manifest::parse(Path::new("m.toml"), &escape).unwrap_err().to_string();
         assert!(!error.contains('\u{1b}') && error.contains("unknown field `?]0;x?k"), "{error}");
         assert!(error.len() < 1000, "{} bytes", error.len());
+    }
+
+    /// An edit of a manifest that does not parse (install's carry-over from the installed one) names the real
+    /// line and column, with the snippet, not 1:1.
+    #[test]
+    fn edits_of_a_broken_manifest_name_the_real_span() {
+        let dir = tempfile::tempdir().unwrap();
+        let (installed, new) = (dir.path().join("installed.toml"), dir.path().join("new.toml"));
+        std::fs::write(&installed, "name = \"greeter\"\nversion = \"1.0.0\"\nenabled = flase\n").unwrap();
+        std::fs::write(&new, GOOD).unwrap();
+        match carry_over(&installed, &new).unwrap_err() {
+            ManifestError::Invalid { line, column, snippet, .. } => {
+                assert_eq!((line, column), (3, 11), "{snippet}");
+                assert!(snippet.contains("enabled = flase"), "{snippet}");
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
     }
 
     fn invalid(text: &str) -> (usize, usize, String) {

@@ -73,6 +73,17 @@ impl Default for HostConfig {
     }
 }
 
+impl HostConfig {
+    /// The host configuration file used when none is named: the first that exists of
+    /// `<user config dir>/berth/config.toml` (`$XDG_CONFIG_HOME` or `~/.config` on Linux, `~/Library/Application
+    /// Support` on macOS, `%APPDATA%` on Windows) and, on Unix, `/etc/berth/config.toml`.
+    pub fn default_file() -> Option<PathBuf> {
+        let user = dirs::config_dir().map(|dir| dir.join("berth").join("config.toml"));
+        let system = cfg!(unix).then(|| PathBuf::from("/etc/berth/config.toml"));
+        user.into_iter().chain(system).find(|path| path.is_file())
+    }
+}
+
 // On Windows the cache and the local data directory are the same folder (%LOCALAPPDATA%): the two get
 // sub-folders, so that clearing the cache never takes the accepted-versions record with it.
 fn default_cache_dir() -> PathBuf {

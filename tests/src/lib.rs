@@ -413,6 +413,9 @@ impl Layout {
         for variable in ["BERTH_PLUGIN_PATH", "BERTH_CONFIG", "BERTH_TRUST_POLICY", "BERTH_INSECURE_PERMISSIONS"] {
             command.env_remove(variable);
         }
+        // No user configuration file of the machine's: the layout's own config directory (empty unless a test
+        // writes `config/berth/config.toml`).
+        command.env("XDG_CONFIG_HOME", self.dir.path().join("config"));
         command
     }
 

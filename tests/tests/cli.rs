@@ -140,6 +140,18 @@ fn plugin_directories_come_from_the_flag_the_environment_or_a_config_file() {
     let flag =
         run(&[("BERTH_PLUGIN_PATH", &layout.plugins())], &["--plugin-dir", &empty.path().to_string_lossy(), "list"]);
     assert!(!flag.contains("greeter"), "{flag}");
+
+    // Issue 12: with no --config and no BERTH_CONFIG, the user's $XDG_CONFIG_HOME/berth/config.toml is read.
+    let user_config = layout.plugins().with_file_name("config").join("berth");
+    std::fs::create_dir_all(&user_config).unwrap();
+    let plugins = layout.plugins().to_string_lossy().into_owned();
+    std::fs::write(user_config.join("config.toml"), format!("plugin_dirs = [{plugins:?}]\n")).unwrap();
+    let from_default_file = run(&[], &["list"]);
+    assert!(from_default_file.contains("greeter"), "{from_default_file}");
+    let other = empty.path().join("other.toml");
+    std::fs::write(&other, format!("plugin_dirs = [{:?}]\n", empty.path().to_string_lossy())).unwrap();
+    let elsewhere = run(&[], &["--config", &other.to_string_lossy(), "list"]);
+    assert!(elsewhere.starts_with("NAME") && !elsewhere.contains("greeter"), "--config wins: {elsewhere}");
 }
 
 #[test]

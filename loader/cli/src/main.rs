@@ -39,7 +39,8 @@ struct Cli {
     /// A plugin directory (repeatable). Overrides BERTH_PLUGIN_PATH and the config file.
     #[arg(long = "plugin-dir", global = true, value_name = "DIR")]
     plugin_dirs: Vec<PathBuf>,
-    /// A host configuration file (`plugin_dirs`, `cache_dir`, `data_dir`, `[reload]`, `[trust]`).
+    /// A host configuration file (`plugin_dirs`, `cache_dir`, `data_dir`, `[reload]`, `[trust]`). Default: the
+    /// first of $XDG_CONFIG_HOME/berth/config.toml (~/.config/berth/config.toml) and /etc/berth/config.toml.
     #[arg(long, global = true, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where verified private copies of libraries are kept (mode 0700).
@@ -195,8 +196,9 @@ fn strict_bool(value: &str) -> Result<bool, String> {
 }
 
 fn host_config(cli: &Cli) -> Result<HostConfig, String> {
-    let mut config = match &cli.config {
-        Some(path) => HostConfig::from_file(path).map_err(|e| e.to_string())?,
+    // --config, else BERTH_CONFIG (both read by clap), else the default file if there is one.
+    let mut config = match cli.config.clone().or_else(HostConfig::default_file) {
+        Some(path) => HostConfig::from_file(&path).map_err(|e| e.to_string())?,
         None => HostConfig::default(),
     };
     // The file's directories win over the default, BERTH_PLUGIN_PATH over the file, flags over everything.

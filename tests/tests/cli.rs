@@ -299,4 +299,10 @@ fn issue_12_closed_output_log_filters_and_colour_behave_as_cli_users_expect() {
     assert!(stderr.contains("WARN") && !stderr.contains('\u{1b}'), "{stderr:?}");
     let output = layout.berth().args(["--log", "warn", "--color", "always", "check"]).output().unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("\u{1b}["), "--color always colours");
+
+    // Shell completions and the man page, generated from the same definitions as the parser.
+    let completions = stdout(&layout.berth().args(["completions", "bash"]).output().unwrap());
+    assert!(completions.contains("_berth()") && completions.contains("install"), "{completions}");
+    let man = stdout(&layout.berth().arg("man").output().unwrap());
+    assert!(man.contains(".TH berth 1") && man.contains("insecure\\-permissions"), "{man}");
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use berth::install::{self, Verification};
 use berth::{Host, HostConfig, LoadFailure, LoadReport, PLUGIN_PATH_ENV, PluginStatus, TrustPolicy, TrustedKey};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// `println!` that ends the command quietly when its output is closed (`berth list | head -1`), as ripgrep does,
 /// instead of panicking.
@@ -104,6 +104,13 @@ enum Command {
         /// A bundle file or an installed plugin's name.
         target: String,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output: `berth man > berth.1`.
+    Man,
     /// Set `enabled = true` in a plugin's manifest (comments and layout kept).
     Enable {
         /// The plugin's name.
@@ -228,6 +235,17 @@ fn host_config(cli: &Cli) -> Result<HostConfig, String> {
 }
 
 fn run(cli: &Cli) -> Result<ExitCode, String> {
+    // Generated from the clap definitions; they need no configuration.
+    match &cli.command {
+        Command::Completions { shell } => {
+            return write_generated(|out| {
+                clap_complete::generate(*shell, &mut Cli::command(), "berth", out);
+                Ok(())
+            });
+        }
+        Command::Man => return write_generated(|out| clap_mangen::Man::new(Cli::command()).render(out)),
+        _ => {}
+    }
     let config = host_config(cli)?;
     if let Command::Info { target } = &cli.command {
         let path = Path::new(target);
@@ -254,6 +272,16 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
         Command::Info { target } => info(&host, &report, target),
         _ => unreachable!("handled above"),
     }
+}
+
+/// Writes what `generate` makes to standard output (a closed pipe ends quietly).
+fn write_generated(generate: impl FnOnce(&mut dyn io::Write) -> io::Result<()>) -> Result<ExitCode, String> {
+    let mut out = Vec::new();
+    generate(&mut out).map_err(|e| e.to_string())?;
+    if let Err(error) = io::Write::write_all(&mut io::stdout(), &out) {
+        output_failed(error);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `berth install`: verify, then put in place.

@@ -59,10 +59,7 @@ impl Default for HostConfig {
     /// the user's local data directory (`$XDG_DATA_HOME/berth`, `~/Library/Application Support/berth`,
     /// `%LOCALAPPDATA%\berth\data`); trust policy `warn`, no trusted keys, strict permission checks.
     fn default() -> Self {
-        let plugin_dirs = match std::env::var_os(PLUGIN_PATH_ENV) {
-            Some(paths) if !paths.is_empty() => std::env::split_paths(&paths).collect(),
-            _ => vec![PathBuf::from("plugins")],
-        };
+        let plugin_dirs = plugin_path_env().unwrap_or_else(|| vec![PathBuf::from("plugins")]);
         Self {
             plugin_dirs,
             cache_dir: default_cache_dir(),
@@ -81,6 +78,60 @@ impl HostConfig {
         let user = dirs::config_dir().map(|dir| dir.join("berth").join("config.toml"));
         let system = cfg!(unix).then(|| PathBuf::from("/etc/berth/config.toml"));
         user.into_iter().chain(system).find(|path| path.is_file())
+    }
+}
+
+/// The plugin directories `BERTH_PLUGIN_PATH` names, if it is set and not empty: the one place it is read.
+fn plugin_path_env() -> Option<Vec<PathBuf>> {
+    std::env::var_os(PLUGIN_PATH_ENV)
+        .filter(|paths| !paths.is_empty())
+        .map(|paths| std::env::split_paths(&paths).collect())
+}
+
+/// What an operator sets beside the host configuration file (the CLI's flags, and the environment variables
+/// they read). [`HostConfig::resolve`] applies them, in the one order of precedence: a flag over
+/// `BERTH_PLUGIN_PATH` over the file over the defaults.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Overrides {
+    /// The configuration file; `None` reads [`HostConfig::default_file`], if there is one.
+    pub config_file: Option<PathBuf>,
+    /// Plugin directories; empty leaves them to `BERTH_PLUGIN_PATH`, the file and the default.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// The cache directory.
+    pub cache_dir: Option<PathBuf>,
+    /// The data directory.
+    pub data_dir: Option<PathBuf>,
+    /// The trust policy.
+    pub trust_policy: Option<TrustPolicy>,
+    /// Keys trusted beside the file's.
+    pub trusted_keys: Vec<TrustedKey>,
+    /// Turns the permission checks of plugin files off (development machines only).
+    pub insecure_permissions: bool,
+}
+
+impl HostConfig {
+    /// The configuration `overrides` and the files and environment they leave to: the file (or the default
+    /// file, or the defaults), then `BERTH_PLUGIN_PATH`, then each override that is set.
+    pub fn resolve(overrides: Overrides) -> Result<HostConfig, ManifestError> {
+        let mut config = match overrides.config_file.or_else(HostConfig::default_file) {
+            Some(path) => HostConfig::from_file(&path)?,
+            None => HostConfig::default(),
+        };
+        if let Some(dirs) = plugin_path_env() {
+            config.plugin_dirs = dirs;
+        }
+        if !overrides.plugin_dirs.is_empty() {
+            config.plugin_dirs = overrides.plugin_dirs;
+        }
+        config.cache_dir = overrides.cache_dir.unwrap_or(config.cache_dir);
+        config.data_dir = overrides.data_dir.unwrap_or(config.data_dir);
+        config.trust.policy = overrides.trust_policy.unwrap_or(config.trust.policy);
+        config.trust.keys.extend(overrides.trusted_keys);
+        if overrides.insecure_permissions {
+            config.trust.strict_modes = false;
+        }
+        Ok(config)
     }
 }
 

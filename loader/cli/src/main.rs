@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use berth::install::{self, Verification};
-use berth::{Host, HostConfig, LoadFailure, LoadReport, PLUGIN_PATH_ENV, PluginStatus, TrustPolicy, TrustedKey};
+use berth::{Host, HostConfig, LoadFailure, LoadReport, Overrides, PluginStatus, TrustPolicy, TrustedKey};
 use clap::{CommandFactory, Parser, Subcommand};
 
 /// `println!` that ends the command quietly when its output is closed (`berth list | head -1`), as ripgrep does,
@@ -202,36 +202,21 @@ fn strict_bool(value: &str) -> Result<bool, String> {
     }
 }
 
+/// The host configuration the flags (and the environment variables clap reads for them) describe; the
+/// precedence itself is the library's (`HostConfig::resolve`).
 fn host_config(cli: &Cli) -> Result<HostConfig, String> {
-    // --config, else BERTH_CONFIG (both read by clap), else the default file if there is one.
-    let mut config = match cli.config.clone().or_else(HostConfig::default_file) {
-        Some(path) => HostConfig::from_file(&path).map_err(|e| e.to_string())?,
-        None => HostConfig::default(),
-    };
-    // The file's directories win over the default, BERTH_PLUGIN_PATH over the file, flags over everything.
-    if let Some(paths) = std::env::var_os(PLUGIN_PATH_ENV).filter(|p| !p.is_empty()) {
-        config.plugin_dirs = std::env::split_paths(&paths).collect();
-    }
-    if !cli.plugin_dirs.is_empty() {
-        config.plugin_dirs = cli.plugin_dirs.clone();
-    }
-    if let Some(cache) = &cli.cache_dir {
-        config.cache_dir = cache.clone();
-    }
-    if let Some(data) = &cli.data_dir {
-        config.data_dir = data.clone();
-    }
-    if let Some(policy) = cli.trust_policy {
-        config.trust.policy = policy;
-    }
+    let mut overrides = Overrides::default();
+    overrides.config_file = cli.config.clone();
+    overrides.plugin_dirs = cli.plugin_dirs.clone();
+    overrides.cache_dir = cli.cache_dir.clone();
+    overrides.data_dir = cli.data_dir.clone();
+    overrides.trust_policy = cli.trust_policy;
+    overrides.insecure_permissions = cli.insecure_permissions;
     for key in &cli.trusted_keys {
         let parsed = TrustedKey::from_config(key, Path::new("."));
-        config.trust.keys.push(parsed.map_err(|e| format!("--trusted-key {key}: {e}"))?);
+        overrides.trusted_keys.push(parsed.map_err(|e| format!("--trusted-key {key}: {e}"))?);
     }
-    if cli.insecure_permissions {
-        config.trust.strict_modes = false;
-    }
-    Ok(config)
+    HostConfig::resolve(overrides).map_err(|e| e.to_string())
 }
 
 fn run(cli: &Cli) -> Result<ExitCode, String> {

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use berth_plugin_api::ErrorKind;
 
-use crate::manifest::PluginName;
+use crate::name::PluginName;
+pub(crate) use crate::name::quote;
 
 /// A manifest that cannot be read or is not valid.
 #[derive(Debug, thiserror::Error)]
@@ -498,53 +499,6 @@ pub enum BundleError {
     Library(Box<LoadError>),
 }
 
-/// Why a call was not answered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CallError {
-    /// No plugin of that name is known.
-    #[error("no plugin named {0:?} is known to this host")]
-    UnknownPlugin(String),
-    /// The plugin is known but not serving (failed, disabled...).
-    #[error("plugin {plugin:?} is {state}: {reason}")]
-    NotActive {
-        /// The plugin.
-        plugin: String,
-        /// Its state.
-        state: crate::registry::PluginState,
-        /// Why it is in that state.
-        reason: String,
-    },
-    /// The plugin answered with an error.
-    #[error("plugin {plugin:?}: {kind:?}: {message}")]
-    Plugin {
-        /// The plugin.
-        plugin: String,
-        /// The plugin's error kind.
-        kind: ErrorKind,
-        /// The plugin's message.
-        message: String,
-    },
-    /// The input could not be encoded or the answer decoded (the JSON helpers).
-    #[error("plugin {plugin:?}: {message}")]
-    Codec {
-        /// The plugin.
-        plugin: String,
-        /// What could not be encoded or decoded.
-        message: String,
-    },
-    /// The plugin does not provide the extension interface, or its layout is incompatible.
-    #[error("plugin {plugin:?}: extension {id:?}: {reason}")]
-    Extension {
-        /// The plugin.
-        plugin: String,
-        /// The interface id.
-        id: String,
-        /// Why it cannot be used.
-        reason: String,
-    },
-}
-
 /// The host could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -577,17 +531,3 @@ pub enum HostError {
     #[error(transparent)]
     Config(#[from] ManifestError),
 }
-
-/// A value taken from a file, as messages show it: quoted, with control and non-ASCII characters escaped (a
-/// Cyrillic look-alike cannot pass for the real name, a terminal escape is shown, not run), and cut after
-/// [`QUOTE_LIMIT`] characters with the full length said (a 10 KB name is not echoed whole).
-pub(crate) fn quote(value: &str) -> String {
-    let escaped: String = value.chars().take(QUOTE_LIMIT).flat_map(char::escape_default).collect();
-    match value.chars().count() {
-        count if count > QUOTE_LIMIT => format!("\"{escaped}...\" ({} bytes)", value.len()),
-        _ => format!("\"{escaped}\""),
-    }
-}
-
-/// How many characters of a value a message shows.
-const QUOTE_LIMIT: usize = 80;

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
 use crate::config::HostConfig;
-use crate::error::{CallError, HostError, LoadError};
+use crate::error::{HostError, LoadError};
 use crate::load;
 use crate::manifest::Manifest;
 use crate::reconcile::{Inner, LoadReport, Scope};
+use crate::registry::CallError;
 use crate::registry::{Event, PluginHandle, PluginState, PluginStatus, Retired};
 use crate::trust::{AcceptedVersions, DEFAULT_MAX_LIBRARY};
 use crate::verify::{PrivateCache, check_binary, check_panic_strategy, read_library_file, sha256_hex};

@@ -65,14 +65,17 @@
 
 pub mod bundle;
 pub mod config;
+mod digest;
 mod discover;
 pub mod error;
+mod fsutil;
 pub mod guarded;
 mod host;
 pub mod install;
 mod load;
 mod logbridge;
 pub mod manifest;
+mod name;
 mod reconcile;
 mod registry;
 pub mod trust;
@@ -82,12 +85,14 @@ mod watch;
 pub use berth_plugin_api::{ErrorKind, HealthStatus, Interface, ext};
 pub use bundle::Bundle;
 pub use config::{HostConfig, Overrides, PLUGIN_PATH_ENV, ReloadConfig};
-pub use error::{BundleError, CallError, HostError, LoadError, LoadFailure, ManifestError};
+pub use error::{BundleError, HostError, LoadError, LoadFailure, ManifestError};
 pub use host::{Host, inspect_library};
 pub use load::LibraryInfo;
 pub use manifest::{Manifest, PluginName};
 pub use reconcile::LoadReport;
-pub use registry::{Event, EventKind, Health, LocalTyped, PluginHandle, PluginState, PluginStatus, Retired, Typed};
+pub use registry::{
+    CallError, Event, EventKind, Health, LocalTyped, PluginHandle, PluginState, PluginStatus, Retired, Typed,
+};
 pub use trust::{Trust, TrustConfig, TrustPolicy, TrustedKey};
 pub use watch::Watcher;
 

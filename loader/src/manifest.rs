@@ -21,7 +21,6 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use semver::{Version, VersionReq};
@@ -29,44 +28,7 @@ use serde::{Deserialize, Deserializer, de};
 
 use crate::error::{LoadError, ManifestError};
 use crate::guarded::{self, ReadError};
-
-/// A plugin's name: 1 to 64 characters of lowercase ASCII letters, digits and '-', starting with a letter or
-/// digit. It is the plugin crate's Cargo package name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct PluginName(String);
-
-impl PluginName {
-    /// Checks `name` against the rule above.
-    pub fn new(name: &str) -> Result<Self, String> {
-        let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-        if name.is_empty() || name.len() > 64 || name.starts_with('-') || !name.chars().all(valid_char) {
-            return Err(format!(
-                "invalid plugin name {}: use 1 to 64 lowercase letters, digits and '-', starting with a letter or digit",
-                crate::error::quote(name)
-            ));
-        }
-        Ok(Self(name.to_owned()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for PluginName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for PluginName {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        PluginName::new(&text).map_err(de::Error::custom)
-    }
-}
+pub use crate::name::PluginName;
 
 /// A validated manifest.
 #[derive(Debug, Clone, PartialEq)]
@@ -238,7 +200,7 @@ fn edit(path: &Path, change: impl FnOnce(&mut toml_edit::DocumentMut) -> bool) -
     }
     let edited = document.to_string();
     Manifest::parse(path, &edited)?;
-    crate::trust::write_atomically(path, edited.as_bytes())
+    crate::fsutil::write_atomically(path, edited.as_bytes())
         .map_err(|source| ManifestError::Write { path: path.to_owned(), source })?;
     Ok(true)
 }

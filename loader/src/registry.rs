@@ -22,7 +22,6 @@ use berth_plugin_api::abi::{HealthReport, PluginError, PluginObject};
 use berth_plugin_api::{ErrorKind, HealthStatus, Interface};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::error::CallError;
 use crate::load::LibraryInfo;
 use crate::manifest::{Manifest, PluginName};
 use crate::trust::Trust;
@@ -1008,4 +1007,51 @@ impl PluginHandle {
             self.slot.record(PluginState::Failed, Some(generation.number), detail);
         }
     }
+}
+
+/// Why a call was not answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No plugin of that name is known.
+    #[error("no plugin named {0:?} is known to this host")]
+    UnknownPlugin(String),
+    /// The plugin is known but not serving (failed, disabled...).
+    #[error("plugin {plugin:?} is {state}: {reason}")]
+    NotActive {
+        /// The plugin.
+        plugin: String,
+        /// Its state.
+        state: PluginState,
+        /// Why it is in that state.
+        reason: String,
+    },
+    /// The plugin answered with an error.
+    #[error("plugin {plugin:?}: {kind:?}: {message}")]
+    Plugin {
+        /// The plugin.
+        plugin: String,
+        /// The plugin's error kind.
+        kind: ErrorKind,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The input could not be encoded or the answer decoded (the JSON helpers).
+    #[error("plugin {plugin:?}: {message}")]
+    Codec {
+        /// The plugin.
+        plugin: String,
+        /// What could not be encoded or decoded.
+        message: String,
+    },
+    /// The plugin does not provide the extension interface, or its layout is incompatible.
+    #[error("plugin {plugin:?}: extension {id:?}: {reason}")]
+    Extension {
+        /// The plugin.
+        plugin: String,
+        /// The interface id.
+        id: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
 }

@@ -30,10 +30,11 @@ use ct_codecs::{Base64, Decoder};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
+use crate::digest::sha256_hex;
 use crate::error::{HostError, LoadError};
+pub(crate) use crate::fsutil::{lock_dir, sync_dir, write_atomically};
 use crate::guarded;
 use crate::manifest::{Manifest, PluginName};
-use crate::verify::sha256_hex;
 
 /// The target triple this host was built for; a signature must name it.
 pub const HOST_TARGET: &str = env!("BERTH_HOST_TARGET");
@@ -620,44 +621,6 @@ fn read_accepted(path: &Path) -> Result<Option<Read>, String> {
         )));
     }
     Ok(Some(Read::Sealed(file.accepted)))
-}
-
-/// Replaces `path` with `bytes`: written to a temporary file beside it, synced, renamed over it, and the
-/// directory synced, so the file holds either the old or the new content, also after a power cut. Keeps the
-/// old file's permissions; a new file gets 0644 (Unix).
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    io::Write::write_all(&mut temp, bytes)?;
-    match fs::metadata(path) {
-        Ok(metadata) => temp.as_file().set_permissions(metadata.permissions())?,
-        #[cfg(unix)]
-        Err(_) => temp.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?,
-        #[cfg(not(unix))]
-        Err(_) => {}
-    }
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
-}
-
-/// Holds an exclusive advisory lock on the directory `dir` until the returned handle is dropped (Unix `flock`;
-/// elsewhere nothing is locked). Processes that share a directory take turns: a read-merge-write of the
-/// accepted-versions record, or an install into a plugin directory.
-pub(crate) fn lock_dir(dir: &Path) -> io::Result<fs::File> {
-    let handle = fs::File::open(dir)?;
-    #[cfg(unix)]
-    rustix::fs::flock(&handle, rustix::fs::FlockOperation::LockExclusive)?;
-    Ok(handle)
-}
-
-/// Makes the renames in `dir` durable (Unix; elsewhere a no-op).
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    fs::File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
 }
 
 /// Reads a small file beside a library (a signature, a checksum file) through the guarded read: `None`

@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 use berth_plugin_api::BuildFacts;
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::{Endianness, FileKind, elf};
-use sha2::{Digest, Sha256};
 
+pub(crate) use crate::digest::sha256_hex;
 use crate::error::{HostError, LoadError};
 use crate::guarded::{self, ReadError};
 use crate::manifest::{Manifest, PLATFORM};
@@ -500,11 +500,6 @@ fn holds(path: &Path, bytes: &[u8]) -> io::Result<bool> {
         }
     }
     Ok(file.read(&mut chunk[..1])? == 0)
-}
-
-/// Lowercase hex SHA-256 of `bytes`.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// The smallest file of `len` bytes (at least 64) that passes the library checks on this host: an ELF header

@@ -62,6 +62,38 @@ fn io_reason(error: &io::Error) -> String {
     }
 }
 
+/// What is wrong with a dependency ([`LoadError::Dependency`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DependencyProblem {
+    /// No plugin of that name is installed.
+    Missing,
+    /// It is installed with `enabled = false`.
+    Disabled,
+    /// It failed to load.
+    Failed,
+    /// It is not serving (checked when this plugin is reloaded).
+    NotServing,
+    /// Its version does not meet the requirement.
+    WrongVersion {
+        /// The version installed or serving.
+        found: String,
+        /// The requirement in `[dependencies]`.
+        required: String,
+    },
+    /// A new version of this plugin would break a plugin serving on top of it.
+    BreaksDependent {
+        /// The plugin that requires another version.
+        dependent: String,
+    },
+    /// The plugins depend on each other in a cycle: its members in dependency order, the first repeated at the end
+    /// (`a -> b -> a`). This plugin is one of them, or waits on one.
+    Cycle {
+        /// The cycle.
+        members: Vec<PluginName>,
+    },
+}
+
 /// Why one plugin was not loaded. Each step of the load pipeline has its own variants.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -367,11 +399,13 @@ pub enum LoadError {
         /// The library's value.
         library: String,
     },
-    /// A dependency is missing, at a version the requirement refuses, or failed itself.
+    /// A dependency is missing, disabled, failed, at a version the requirement refuses, or in a cycle.
     #[error("[dependencies].{dependency}: {reason}")]
     Dependency {
         /// The dependency's name.
         dependency: String,
+        /// Which case it is, for a program to match on.
+        problem: DependencyProblem,
         /// What is wrong and what to do.
         reason: String,
     },

@@ -23,7 +23,7 @@ use semver::Version;
 
 use crate::config::HostConfig;
 use crate::discover::discover;
-use crate::error::{LoadError, LoadFailure, ManifestError};
+use crate::error::{DependencyProblem, LoadError, LoadFailure, ManifestError};
 use crate::load;
 use crate::logbridge;
 use crate::manifest::{Manifest, PluginName};
@@ -321,14 +321,23 @@ impl Inner {
         load::check_api_requirement(manifest)?;
         self.versions.check(manifest)?;
         for (dependency, requirement) in &manifest.dependencies {
-            let refuse = |reason: String| Err(LoadError::Dependency { dependency: dependency.to_string(), reason });
+            let refuse = |problem, reason: String| {
+                Err(LoadError::Dependency { dependency: dependency.to_string(), problem, reason })
+            };
             match self.registry.serving(dependency) {
-                None => return refuse(format!("{dependency} is not serving; load it first or remove the dependency")),
+                None => {
+                    let reason = format!("{dependency} is not serving; load it first or remove the dependency");
+                    return refuse(DependencyProblem::NotServing, reason);
+                }
                 Some(g) if !requirement.matches(&g.manifest.version) => {
-                    return refuse(format!(
-                        "{dependency} {} is serving but {requirement} is required; install a matching version",
-                        g.manifest.version
-                    ));
+                    let found = g.manifest.version.to_string();
+                    let reason = format!(
+                        "{dependency} {found} is serving but {requirement} is required; install a matching version"
+                    );
+                    return refuse(
+                        DependencyProblem::WrongVersion { found, required: requirement.to_string() },
+                        reason,
+                    );
                 }
                 Some(_) => {}
             }
@@ -342,6 +351,7 @@ impl Inner {
             if !requirement.matches(&manifest.version) {
                 return Err(LoadError::Dependency {
                     dependency: manifest.name.to_string(),
+                    problem: DependencyProblem::BreaksDependent { dependent: name.to_string() },
                     reason: format!(
                         "{name} (serving) requires {} {requirement}, which version {} would break; upgrade {name} first",
                         manifest.name, manifest.version
@@ -482,13 +492,34 @@ impl Inner {
                 break;
             }
         }
+        // What is left waits, directly or not, on a cycle among the plugins left: name it.
+        let waits_on: BTreeMap<PluginName, Vec<PluginName>> = pending
+            .iter()
+            .map(|m| {
+                (
+                    m.name.clone(),
+                    m.dependencies.keys().filter(|d| pending.iter().any(|p| &p.name == *d)).cloned().collect(),
+                )
+            })
+            .collect();
         for manifest in pending {
-            let names: Vec<&str> = manifest.dependencies.keys().map(PluginName::as_str).collect();
-            let error = LoadError::Dependency {
-                dependency: names.join(", "),
-                reason: "dependency cycle: these plugins depend on each other; break the cycle in [dependencies]"
-                    .to_owned(),
+            let members = find_cycle(&manifest.name, &waits_on).unwrap_or_default();
+            let shown: Vec<&str> = members.iter().map(PluginName::as_str).collect();
+            let (dependency, reason) = match members.iter().position(|m| *m == manifest.name) {
+                Some(at) => (
+                    members[at + 1].to_string(),
+                    format!("dependency cycle {}; break it in [dependencies]", shown.join(" -> ")),
+                ),
+                None => {
+                    let next = waits_on[&manifest.name].first().map(ToString::to_string).unwrap_or_default();
+                    let reason = format!(
+                        "{next} waits on a dependency cycle ({}); break it in [dependencies]",
+                        shown.join(" -> ")
+                    );
+                    (next, reason)
+                }
             };
+            let error = LoadError::Dependency { dependency, problem: DependencyProblem::Cycle { members }, reason };
             self.fail(report, &manifest, None, error);
         }
     }
@@ -643,22 +674,28 @@ fn dependencies_ready(
 ) -> Result<bool, LoadError> {
     let mut ready = true;
     for (dependency, requirement) in &manifest.dependencies {
-        let refuse = |reason: String| Err(LoadError::Dependency { dependency: dependency.to_string(), reason });
+        let refuse = |problem, reason: String| {
+            Err(LoadError::Dependency { dependency: dependency.to_string(), problem, reason })
+        };
         if disabled.contains(dependency) {
-            return refuse(format!("{dependency} is disabled; enable it or remove the dependency"));
+            let reason = format!("{dependency} is disabled; enable it or remove the dependency");
+            return refuse(DependencyProblem::Disabled, reason);
         }
         match known.get(dependency) {
             None if pending.contains(dependency) => ready = false,
             None => {
-                return refuse(format!(
-                    "no plugin named {dependency} is installed; install it or remove the dependency"
-                ));
+                let reason = format!("no plugin named {dependency} is installed; install it or remove the dependency");
+                return refuse(DependencyProblem::Missing, reason);
             }
-            Some(None) => return refuse(format!("{dependency} failed to load; fix it first")),
+            Some(None) => {
+                return refuse(DependencyProblem::Failed, format!("{dependency} failed to load; fix it first"));
+            }
             Some(Some(version)) if !requirement.matches(version) => {
-                return refuse(format!(
-                    "{dependency} {version} is installed but {requirement} is required; install a matching version"
-                ));
+                let found = version.to_string();
+                let reason = format!(
+                    "{dependency} {found} is installed but {requirement} is required; install a matching version"
+                );
+                return refuse(DependencyProblem::WrongVersion { found, required: requirement.to_string() }, reason);
             }
             Some(Some(_)) => {}
         }
@@ -666,9 +703,47 @@ fn dependencies_ready(
     Ok(ready)
 }
 
+/// The first cycle reachable from `start` in `waits_on` (who waits on whom), in dependency order with its first
+/// member repeated at the end: `a -> b -> a`.
+fn find_cycle(start: &PluginName, waits_on: &BTreeMap<PluginName, Vec<PluginName>>) -> Option<Vec<PluginName>> {
+    let mut path = vec![start.clone()];
+    let mut seen = BTreeSet::new();
+    loop {
+        let last = path.last().expect("the path starts with `start`");
+        if !seen.insert(last.clone()) {
+            let at = path.iter().position(|m| m == last).expect("seen on the path");
+            return Some(path[at..].to_vec());
+        }
+        // Everything left waits on something left (else it would have loaded or failed): follow the first.
+        let next = waits_on.get(last)?.first()?.clone();
+        path.push(next);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dependency_cycle_is_named_in_order() {
+        let name = |n: &str| PluginName::new(n).unwrap();
+        let waits_on = BTreeMap::from([
+            (name("a"), vec![name("b")]),
+            (name("b"), vec![name("c")]),
+            (name("c"), vec![name("a")]),
+            (name("d"), vec![name("b")]),
+        ]);
+        let shown = |start: &str| {
+            find_cycle(&name(start), &waits_on)
+                .unwrap()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" -> ")
+        };
+        assert_eq!(shown("a"), "a -> b -> c -> a");
+        assert_eq!(shown("d"), "b -> c -> a -> b", "d waits on the cycle without being in it");
+    }
 
     #[test]
     fn a_scope_covers_manifests_in_under_or_above_the_changed_paths() {

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use berth::{LoadError, LoadReport, ManifestError, PluginState};
+use berth::{DependencyProblem, LoadError, LoadReport, ManifestError, PluginState};
 use berth_tests::{Layout, library, library_file, manifest};
 
 /// Lays out greeter (good) plus whatever `setup` adds, loads, checks greeter is active, and returns the one
@@ -339,4 +339,31 @@ fn issue_11_huge_libraries_are_refused_from_their_headers() {
     assert!(out.contains("is not a shared library: unknown format (first bytes 0000000000000000)"), "{out}");
     assert!(out.contains("1 loaded, 0 disabled, 2 failed"), "{out}");
     assert!(run.peak_rss_kib < 64 * 1024, "peak memory {} KiB: the large file was read", run.peak_rss_kib);
+}
+
+/// Issue 12: a dependency cycle is named, in order, for each plugin in it; a plugin that waits on the cycle
+/// names it too; a program matches the case (`DependencyProblem`). The good plugin still loads.
+#[test]
+fn a_dependency_cycle_is_named_in_order() {
+    let layout = Layout::new();
+    layout.add_example("greeter");
+    for (name, needs) in [("a", "b"), ("b", "c"), ("c", "a"), ("d", "b")] {
+        layout.add_manifest(name, &manifest(name, "1.0.0", "lib.so", &format!("[dependencies]\n{needs} = \"^1\"\n")));
+    }
+    let report = layout.host().load_all();
+    assert_eq!(report.loaded.len(), 1, "{:?}", report.failures);
+    let message = |plugin: &str| {
+        let failure = report.failures.iter().find(|f| f.plugin.as_ref().is_some_and(|p| p.as_str() == plugin)).unwrap();
+        let LoadError::Dependency { problem: DependencyProblem::Cycle { members }, .. } = &failure.error else {
+            panic!("{plugin}: expected a cycle, got {:?}", failure.error)
+        };
+        assert!(members.len() == 4 && members[0] == members[3], "{members:?}");
+        failure.error.to_string()
+    };
+    assert_eq!(message("a"), "[dependencies].b: dependency cycle a -> b -> c -> a; break it in [dependencies]");
+    assert_eq!(message("c"), "[dependencies].a: dependency cycle c -> a -> b -> c; break it in [dependencies]");
+    assert_eq!(
+        message("d"),
+        "[dependencies].b: b waits on a dependency cycle (b -> c -> a -> b); break it in [dependencies]"
+    );
 }

@@ -222,7 +222,7 @@ impl HostConfig {
         }
         for key in &file.trust.keys {
             let key = TrustedKey::from_config(key, base)
-                .map_err(|reason| ManifestError::TrustedKey { path: path.to_owned(), reason })?;
+                .map_err(|error| ManifestError::TrustedKey { path: path.to_owned(), error })?;
             trust.keys.push(key);
         }
         let reload = &mut config.reload;

@@ -45,12 +45,12 @@ pub enum ManifestError {
         snippet: String,
     },
     /// A trusted key in the host configuration cannot be read.
-    #[error("{}: [trust].keys: {reason}", path.display())]
+    #[error("{}: [trust].keys: {error}", path.display())]
     TrustedKey {
         /// The configuration file.
         path: PathBuf,
-        /// What is wrong.
-        reason: String,
+        /// What is wrong with the key.
+        error: KeyError,
     },
 }
 
@@ -60,6 +60,40 @@ fn io_reason(error: &io::Error) -> String {
         io::ErrorKind::NotFound => "it does not exist".to_owned(),
         _ => error.to_string(),
     }
+}
+
+/// Why a trusted key could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The key text holds no key line.
+    #[error("it is empty")]
+    Empty,
+    /// The key line is not a minisign public key.
+    #[error("not a minisign public key{reason}")]
+    Malformed {
+        /// What the decoder said, in parentheses, or nothing.
+        reason: String,
+    },
+    /// The key file cannot be read.
+    #[error("key file {} cannot be read: {source}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: crate::guarded::ReadError,
+    },
+    /// The key file, or a directory above it, could be replaced by another user.
+    #[error(transparent)]
+    Unsafe(Box<LoadError>),
+    /// The key file's content is not a key.
+    #[error("{}: {error}", path.display())]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its content.
+        error: Box<KeyError>,
+    },
 }
 
 /// What is wrong with a dependency ([`LoadError::Dependency`]).

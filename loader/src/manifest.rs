@@ -28,7 +28,7 @@ use serde::{Deserialize, Deserializer, de};
 
 use crate::error::{LoadError, ManifestError};
 use crate::guarded::{self, ReadError};
-pub use crate::name::PluginName;
+pub use crate::name::{InvalidName, PluginName};
 
 /// A validated manifest.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,13 +12,10 @@ pub struct PluginName(String);
 
 impl PluginName {
     /// Checks `name` against the rule above.
-    pub fn new(name: &str) -> Result<Self, String> {
+    pub fn new(name: &str) -> Result<Self, InvalidName> {
         let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
         if name.is_empty() || name.len() > 64 || name.starts_with('-') || !name.chars().all(valid_char) {
-            return Err(format!(
-                "invalid plugin name {}: use 1 to 64 lowercase letters, digits and '-', starting with a letter or digit",
-                quote(name)
-            ));
+            return Err(InvalidName { name: name.to_owned() });
         }
         Ok(Self(name.to_owned()))
     }
@@ -27,6 +24,17 @@ impl PluginName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A name that breaks the rule of [`PluginName`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid plugin name {}: use 1 to 64 lowercase letters, digits and '-', starting with a letter or digit",
+    quote(name)
+)]
+pub struct InvalidName {
+    /// The name given.
+    pub name: String,
 }
 
 impl fmt::Display for PluginName {

@@ -31,7 +31,7 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::sha256_hex;
-use crate::error::{HostError, LoadError};
+use crate::error::{HostError, KeyError, LoadError};
 pub(crate) use crate::fsutil::{lock_dir, sync_dir, write_atomically};
 use crate::guarded;
 use crate::manifest::{Manifest, PluginName};
@@ -140,12 +140,12 @@ pub struct TrustedKey {
 
 impl TrustedKey {
     /// Parses a key: the base64 line (`RW...`) or the whole `.pub` file minisign writes.
-    pub fn parse(text: &str) -> Result<TrustedKey, String> {
+    pub fn parse(text: &str) -> Result<TrustedKey, KeyError> {
         let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"));
-        let line = line.ok_or("it is empty")?;
-        let key =
-            minisign_verify::PublicKey::from_base64(line).map_err(|e| format!("not a minisign public key ({e})"))?;
-        let id = key_id_of_line(line).ok_or("not a minisign public key")?;
+        let line = line.ok_or(KeyError::Empty)?;
+        let key = minisign_verify::PublicKey::from_base64(line)
+            .map_err(|e| KeyError::Malformed { reason: format!(" ({e})") })?;
+        let id = key_id_of_line(line).ok_or(KeyError::Malformed { reason: String::new() })?;
         Ok(TrustedKey { id, key })
     }
 
@@ -153,23 +153,23 @@ impl TrustedKey {
     /// [`guarded::MAX_KEY`] bytes). The file and the directories above it must be safe from other users (as
     /// plugin files are, whatever `strict_modes` says): whoever can replace a trusted key can sign their own
     /// plugins.
-    pub fn from_file(path: &Path) -> Result<TrustedKey, String> {
-        let unreadable = |e: guarded::ReadError| format!("key file {} cannot be read: {e}", path.display());
+    pub fn from_file(path: &Path) -> Result<TrustedKey, KeyError> {
+        let unreadable = |source: guarded::ReadError| KeyError::Unreadable { path: path.to_owned(), source };
         let canonical = fs::canonicalize(path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => unreadable(guarded::ReadError::Missing),
             _ => unreadable(guarded::ReadError::Io(e)),
         })?;
         // What is there first (a FIFO, a device): its permissions are no advice worth giving.
         let text = guarded::read_text(&canonical, guarded::MAX_KEY, "a key file").map_err(unreadable)?;
-        check_permissions(&[&canonical], "").map_err(|e| e.to_string())?;
-        TrustedKey::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        check_permissions(&[&canonical], "").map_err(|e| KeyError::Unsafe(Box::new(e)))?;
+        TrustedKey::parse(&text).map_err(|e| KeyError::InFile { path: path.to_owned(), error: Box::new(e) })
     }
 
     /// A key as configured (`[trust].keys`, `--trusted-key`): the path of a `.pub` file, relative to `base`,
     /// when such a file exists, else the key's base64 line. An entry that is neither, and holds a character
     /// base64 does not use (`.`, `-`, `\\`...), is taken for a mistyped path and reported as a file that cannot
     /// be read.
-    pub fn from_config(entry: &str, base: &Path) -> Result<TrustedKey, String> {
+    pub fn from_config(entry: &str, base: &Path) -> Result<TrustedKey, KeyError> {
         let path = base.join(entry);
         if path.exists() {
             return TrustedKey::from_file(&path);

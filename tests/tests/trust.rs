@@ -400,6 +400,8 @@ fn a_trusted_key_file_others_can_write_is_refused() {
     assert_eq!(berth::TrustedKey::from_file(&path).unwrap(), key.trusted());
     fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
     let error = berth::TrustedKey::from_file(&path).unwrap_err();
+    assert!(matches!(error, berth::KeyError::Unsafe(_)), "{error:?}");
+    let error = error.to_string();
     assert!(error.contains("(mode 0666)") && error.contains("chmod go-w"), "{error}");
     // Issue 11: strict_modes is not offered (key files are checked whatever it says); the advice given works.
     assert!(!error.contains("strict_modes"), "{error}");
@@ -407,15 +409,19 @@ fn a_trusted_key_file_others_can_write_is_refused() {
     assert_eq!(berth::TrustedKey::from_file(&path).unwrap(), key.trusted());
     // A mistyped path is a file that cannot be read, not a malformed key; a FIFO is refused without blocking.
     let error = berth::TrustedKey::from_config("no-such-file.pub", layout.plugins().parent().unwrap()).unwrap_err();
+    assert!(matches!(error, berth::KeyError::Unreadable { .. }), "{error:?}");
+    let error = error.to_string();
     assert!(error.ends_with("no-such-file.pub cannot be read: it does not exist"), "{error}");
     let fifo = layout.plugins().with_file_name("fifo.pub");
     assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-    let error = berth::TrustedKey::from_file(&fifo).unwrap_err();
+    let error = berth::TrustedKey::from_file(&fifo).unwrap_err().to_string();
     assert!(error.contains("cannot be read: it is a FIFO (named pipe), not a regular file"), "{error}");
     // A key given inline still parses, and a damaged inline key is reported as a key.
     let line = key.public_file().lines().nth(1).unwrap().to_owned();
     assert_eq!(berth::TrustedKey::from_config(&line, Path::new(".")).unwrap(), key.trusted());
     let error = berth::TrustedKey::from_config(&line[..20], Path::new(".")).unwrap_err();
+    assert!(matches!(error, berth::KeyError::Malformed { .. }), "{error:?}");
+    let error = error.to_string();
     assert!(error.contains("not a minisign public key"), "{error}");
 }
 

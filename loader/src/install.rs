@@ -24,6 +24,7 @@ use crate::verify::{PrivateCache, verify_library};
 
 /// What a verification found: everything a host would check, passed.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Verification {
     /// The manifest that was checked.
     pub manifest: PathBuf,
@@ -43,6 +44,7 @@ pub struct Verification {
 
 /// A completed install.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Installed {
     /// What was verified before it was put in place.
     pub verification: Verification,

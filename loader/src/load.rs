@@ -24,6 +24,7 @@ use crate::manifest::Manifest;
 
 /// What a library reports about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct LibraryInfo {
     /// The plugin's name (its Cargo package name).
     pub name: String,

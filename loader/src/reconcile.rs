@@ -33,6 +33,7 @@ use crate::verify::{FileStamp, PrivateCache, Verified, check_manifest_permission
 
 /// What a load or a rescan did.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct LoadReport {
     /// Plugins that started serving (first load, or again after a failure or `enabled = false`).
     pub loaded: Vec<PluginName>,

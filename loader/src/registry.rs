@@ -98,6 +98,7 @@ pub enum EventKind {
 
 /// A lifecycle event, as subscribers receive it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Event {
     /// The plugin.
     pub plugin: PluginName,
@@ -142,6 +143,7 @@ impl fmt::Display for Event {
 
 /// A snapshot of one plugin's status.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct PluginStatus {
     /// Its name.
     pub name: PluginName,
@@ -172,6 +174,7 @@ pub struct PluginStatus {
 
 /// The retired generations of every plugin, and the bytes of library they keep mapped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Retired {
     /// Retired generations.
     pub generations: u64,

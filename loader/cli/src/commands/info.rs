@@ -1,0 +1,72 @@
+//! `berth info`: a plugin, or a library file on its own.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use berth::{Host, LoadReport, PluginStatus};
+
+pub(crate) fn info(host: &Host, report: &LoadReport, target: &str) -> Result<ExitCode, String> {
+    let path = Path::new(target);
+    let by_manifest = |status: &&PluginStatus| path.is_file() && same_file(&status.manifest, path);
+    let statuses = host.plugins();
+    let Some(status) =
+        statuses.iter().find(|s| s.name.as_str() == target).or_else(|| statuses.iter().find(by_manifest))
+    else {
+        if let Some(failure) = report.failures.iter().find(|f| same_file(&f.manifest, path)) {
+            say!("manifest: {}\nstate:    failed\nreason:   {}", failure.manifest.display(), failure.error);
+            return Ok(ExitCode::FAILURE);
+        }
+        return Err(format!(
+            "no plugin named {target:?} and no such library or manifest; `berth list` shows the plugins"
+        ));
+    };
+    say!("name:       {}", status.name);
+    say!("version:    {}", status.version);
+    say!("state:      {}", status.state);
+    say!("manifest:   {}", status.manifest.display());
+    if let Some(reason) = &status.reason {
+        say!("reason:     {reason}");
+    }
+    if let Some(error) = &status.reload_error {
+        say!("reload:     last reload refused: {error}");
+    }
+    if let (Some(generation), Some(library), Some(sha256)) = (status.generation, &status.library, &status.sha256) {
+        say!(
+            "generation: {generation} ({} retired, pinning {} bytes)",
+            status.retired_generations,
+            status.retired_bytes
+        );
+        say!("sha256:     {sha256}");
+        print_library(library);
+        if let Some(trust) = &status.trust {
+            say!("trust:      {trust}");
+        }
+        if let Ok(health) = host.plugin(target).and_then(|h| h.health()) {
+            let detail = if health.detail.is_empty() { String::new() } else { format!(" ({})", health.detail) };
+            say!("health:     {:?}{detail}", health.status);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn inspect(path: &Path, cache_dir: &Path) -> Result<ExitCode, String> {
+    let library = berth::inspect_library(path, cache_dir).map_err(|e| e.to_string())?;
+    say!("file:       {}", path.display());
+    say!("name:       {}", library.name);
+    say!("version:    {}", library.version);
+    print_library(&library);
+    say!("host api:   {} (compatible: the version and layout checks passed)", berth::HOST_API_VERSION);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn print_library(library: &berth::LibraryInfo) {
+    say!("api:        berth-plugin-api {}", library.api_version);
+    say!("built by:   {} for {} ({})", library.rustc, library.target, library.profile);
+}
+
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}

@@ -1,0 +1,96 @@
+//! `berth run`: load, watch, print every event (and the answers of `--call`) until Ctrl-C or SIGTERM.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use berth::Host;
+
+/// `berth run`: load, watch, print events (and the answers of `--call`) until Ctrl-C or SIGTERM.
+pub(crate) fn run_host(host: Host, call: Option<&str>, every: Duration) -> Result<ExitCode, String> {
+    let host = std::sync::Arc::new(host);
+    let call = call.map(parse_call).transpose()?;
+    let events = host.subscribe();
+    let printer = std::thread::spawn(move || {
+        for event in events {
+            say!("event: {event}");
+        }
+    });
+    let report = host.load_all();
+    for failure in report.failures.iter().filter(|f| f.plugin.is_none()) {
+        say!("event: {failure}");
+    }
+    let watcher = host.watch().map_err(|e| e.to_string())?;
+    let dirs: Vec<String> = host.config().plugin_dirs.iter().map(|d| d.display().to_string()).collect();
+    say!("berth: serving, watching {}; Ctrl-C or SIGTERM stops", dirs.join(", "));
+    // The calls run on a thread of their own: a slow plugin must never keep the signal from being handled.
+    // Dropping `stop` ends the caller's wait at once, however long `--every` is.
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let caller = call.map(|(plugin, method, input)| {
+        let host = host.clone();
+        std::thread::spawn(move || {
+            loop {
+                // Looked up every time: the plugin may be installed after `run` started.
+                match host.plugin(&plugin).and_then(|handle| handle.call(&method, input.as_bytes())) {
+                    Ok(output) => say!("call {plugin} {method}: {}", String::from_utf8_lossy(&output)),
+                    Err(error) => say!("call {plugin} {method}: error: {error}"),
+                }
+                if stopped.recv_timeout(every) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                    return;
+                }
+            }
+        })
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(stop_signal())?;
+    // A second Ctrl-C or SIGTERM while plugins shut down exits at once.
+    runtime.spawn(async {
+        if stop_signal().await.is_ok() {
+            eprintln!("berth: second signal, exiting without waiting for plugins to shut down");
+            std::process::exit(130);
+        }
+    });
+    drop(stop);
+    if let Some(caller) = caller {
+        let _ = caller.join();
+    }
+    say!("berth: stopping");
+    drop(watcher);
+    host.shutdown();
+    drop(host);
+    let _ = printer.join();
+    say!("berth: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// "PLUGIN METHOD [INPUT]" (INPUT is JSON, `{}` when left out).
+pub(crate) fn parse_call(text: &str) -> Result<(String, String, String), String> {
+    let mut parts = text.trim().splitn(3, char::is_whitespace);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(plugin), Some(method), input) if !plugin.is_empty() => {
+            let input = input.map_or("{}", str::trim).to_owned();
+            serde_json::from_str::<serde_json::Value>(&input).map_err(|e| format!("--call INPUT is not JSON: {e}"))?;
+            Ok((plugin.to_owned(), method.to_owned(), input))
+        }
+        _ => Err(format!("--call {text:?}: expected \"PLUGIN METHOD [INPUT]\"")),
+    }
+}
+
+/// Waits for Ctrl-C, or SIGTERM on Unix.
+async fn stop_signal() -> Result<(), String> {
+    let ctrl_c = async { tokio::signal::ctrl_c().await.map_err(|e| format!("cannot listen for Ctrl-C: {e}")) };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
+        tokio::select! {
+            result = ctrl_c => result,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await
+}

@@ -1,0 +1,48 @@
+//! What the commands print: stdout that ends quietly on a closed pipe, and tables.
+
+use std::io;
+use std::process::ExitCode;
+
+/// `println!` that ends the command quietly when its output is closed (`berth list | head -1`), as ripgrep does,
+/// instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout(), $($arg)*) {
+            $crate::output::output_failed(error);
+        }
+    }};
+}
+
+/// A write to stdout failed: a closed pipe ends the command with success and no word, anything else with the
+/// error.
+pub(crate) fn output_failed(error: io::Error) -> ! {
+    if error.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("berth: cannot write the output: {error}");
+    std::process::exit(1)
+}
+
+/// Writes what `generate` makes to standard output (a closed pipe ends quietly).
+pub(crate) fn write_generated(generate: impl FnOnce(&mut dyn io::Write) -> io::Result<()>) -> Result<ExitCode, String> {
+    let mut out = Vec::new();
+    generate(&mut out).map_err(|e| e.to_string())?;
+    if let Err(error) = io::Write::write_all(&mut io::stdout(), &out) {
+        output_failed(error);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn print_table(rows: &[[String; 6]]) {
+    let mut widths = [0; 6];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let line: Vec<String> = row.iter().zip(widths).map(|(cell, width)| format!("{cell:width$}")).collect();
+        say!("{}", line.join("  ").trim_end());
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
 use crate::config::HostConfig;
-use crate::error::{HostError, LoadError};
+use crate::error::{HostError, LoadError, ManifestError};
 use crate::load;
 use crate::manifest::Manifest;
 use crate::reconcile::{Inner, LoadReport, Scope};
@@ -67,23 +67,23 @@ impl Host {
     /// host upgrade): its manifest's `api` requirement must accept `version`, and the plugin-api its library
     /// was built against must share `version`'s major (the frozen-core rule). Plugins not serving here
     /// cannot be judged: their verdict is the reason they fail here. Disabled plugins are left out.
-    pub fn would_load_on(&self, version: &semver::Version) -> Vec<(PluginStatus, Result<(), String>)> {
-        let verdict = |status: &PluginStatus| -> Result<(), String> {
+    pub fn would_load_on(&self, version: &semver::Version) -> Vec<(PluginStatus, Result<(), WouldNotLoad>)> {
+        let verdict = |status: &PluginStatus| -> Result<(), WouldNotLoad> {
             let Some(library) = &status.library else {
-                return Err(format!(
-                    "not judged: it does not load on this host ({})",
-                    status.reason.as_deref().unwrap_or("not serving")
-                ));
+                let reason = status.reason.clone().unwrap_or_else(|| "not serving".to_owned());
+                return Err(WouldNotLoad::NotJudged { reason });
             };
-            let manifest = Manifest::load(&status.manifest).map_err(|e| e.to_string())?;
+            let manifest = Manifest::load(&status.manifest).map_err(WouldNotLoad::Manifest)?;
             if !manifest.api.matches(version) {
-                return Err(format!("its manifest requires api = \"{}\", which {version} does not meet", manifest.api));
+                return Err(WouldNotLoad::ApiRequirement {
+                    required: manifest.api.to_string(),
+                    host: version.to_string(),
+                });
             }
-            load::api_compatible(version, &library.api_version).map_err(|needed| {
-                format!(
-                    "built against plugin-api {}, but a {version} host needs {needed}; rebuild it against berth-plugin-api {needed}",
-                    library.api_version
-                )
+            load::api_compatible(version, &library.api_version).map_err(|needed| WouldNotLoad::BuiltAgainst {
+                library_api: library.api_version.clone(),
+                host: version.to_string(),
+                needed,
             })
         };
         let judged = self.plugins().into_iter().filter(|status| status.state != PluginState::Disabled);
@@ -117,6 +117,41 @@ impl Drop for Host {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Why a plugin would not load on a host of another plugin-api version ([`Host::would_load_on`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WouldNotLoad {
+    /// It does not load on this host, so it cannot be judged.
+    #[error("not judged: it does not load on this host ({reason})")]
+    NotJudged {
+        /// Why it does not load here.
+        reason: String,
+    },
+    /// Its manifest cannot be read now.
+    #[error(transparent)]
+    Manifest(ManifestError),
+    /// Its manifest's `api` requirement does not accept that version.
+    #[error("its manifest requires api = \"{required}\", which {host} does not meet")]
+    ApiRequirement {
+        /// The requirement.
+        required: String,
+        /// The other host's plugin-api version.
+        host: String,
+    },
+    /// Its library was built against a plugin-api of another major.
+    #[error(
+        "built against plugin-api {library_api}, but a {host} host needs {needed}; rebuild it against berth-plugin-api {needed}"
+    )]
+    BuiltAgainst {
+        /// The plugin-api the library was built against.
+        library_api: String,
+        /// The other host's plugin-api version.
+        host: String,
+        /// What that host needs (`2.x`).
+        needed: String,
+    },
 }
 
 /// Opens a library file on its own (no manifest) and reports what it says about itself, after the same

@@ -87,3 +87,21 @@ fn a_plugin_built_with_panic_abort_is_refused_with_rebuild_advice() {
     assert!(message.contains("was built with panic = \"abort\", so its first panic would end this host"), "{message}");
     assert!(message.contains("rebuild it with panic = \"unwind\""), "{message}");
 }
+
+/// Issue 12: `would_load_on` answers with a typed reason a program can match on.
+#[test]
+fn would_load_on_says_why_with_a_typed_reason() {
+    let layout = Layout::new();
+    layout.add_example("greeter");
+    let host = layout.host();
+    host.load_all();
+    let verdicts = host.would_load_on(&berth::Version::new(2, 0, 0));
+    assert_eq!(verdicts.len(), 1);
+    match &verdicts[0].1 {
+        Err(berth::WouldNotLoad::ApiRequirement { required, host }) => {
+            assert_eq!((required.as_str(), host.as_str()), ("^1.0", "2.0.0"))
+        }
+        other => panic!("expected ApiRequirement, got {other:?}"),
+    }
+    assert!(host.would_load_on(&berth::Version::new(1, 9, 0))[0].1.is_ok());
+}

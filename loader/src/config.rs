@@ -17,6 +17,7 @@ pub const PLUGIN_PATH_ENV: &str = "BERTH_PLUGIN_PATH";
 
 /// Where the host finds plugins and keeps the private copies it loads.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HostConfig {
     /// Directories searched (recursively) for manifests.
     pub plugin_dirs: Vec<PathBuf>,
@@ -33,6 +34,7 @@ pub struct HostConfig {
 
 /// How watching and hot reload behave (`[reload]` in the host configuration file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReloadConfig {
     /// A plugin's directory must be quiet (no file event) this long before its files are read: a copy, a
     /// re-link or a burst of writes ends in one reload of the final bytes. Default 100 ms.

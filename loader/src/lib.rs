@@ -8,12 +8,10 @@
 //! use berth::{Host, HostConfig};
 //!
 //! # let dir = tempfile::tempdir().unwrap();
-//! let config = HostConfig {
-//!     plugin_dirs: vec![dir.path().join("plugins")],
-//!     cache_dir: dir.path().join("cache"),
-//!     data_dir: dir.path().join("data"),
-//!     ..HostConfig::default()
-//! };
+//! let mut config = HostConfig::default();
+//! config.plugin_dirs = vec![dir.path().join("plugins")];
+//! config.cache_dir = dir.path().join("cache");
+//! config.data_dir = dir.path().join("data");
 //! # std::fs::create_dir(&config.plugin_dirs[0]).unwrap();
 //! let host = Host::new(config)?;
 //! let report = host.load_all();

@@ -103,6 +103,7 @@ impl fmt::Display for TrustPolicy {
 
 /// The `[trust]` part of the host configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TrustConfig {
     /// What an unsigned library or one signed by an unknown key gets.
     pub policy: TrustPolicy,

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use std::{env, fs};
 
-use berth::{Host, HostConfig, ReloadConfig};
+use berth::{Host, HostConfig};
 use berth_bench_api::MathV1;
 use berth_tests::{BENCH_PLUGIN, Layout, bench_plugin_copy, install_atomically, library_file, wait_for_reload};
 use serde_json::{Value, json};
@@ -86,12 +86,11 @@ fn main() {
 
 /// The host configuration of `layout`'s directories with another cache and data directory.
 fn config(plugins: &Path, cache: &Path) -> HostConfig {
-    HostConfig {
-        plugin_dirs: vec![plugins.to_owned()],
-        cache_dir: cache.join("cache"),
-        data_dir: cache.join("data"),
-        ..HostConfig::default()
-    }
+    let mut config = HostConfig::default();
+    config.plugin_dirs = vec![plugins.to_owned()];
+    config.cache_dir = cache.join("cache");
+    config.data_dir = cache.join("data");
+    config
 }
 
 fn load(quick: bool) -> Vec<Value> {
@@ -183,8 +182,9 @@ fn reload(quick: bool) -> Vec<Value> {
     let reloads = if quick { 21 } else { 101 };
     let layout = Layout::new();
     let dir = layout.add_bench_plugin(BENCH_PLUGIN, &mark(0));
-    let reload = ReloadConfig { max_retired_generations: 1000, ..ReloadConfig::default() };
-    let host = Arc::new(Host::new(HostConfig { reload, ..layout.config() }).unwrap());
+    let mut config = layout.config();
+    config.reload.max_retired_generations = 1000;
+    let host = Arc::new(Host::new(config).unwrap());
     assert!(host.load_all().failures.is_empty());
     let events = host.subscribe();
     let _watcher = host.watch().unwrap();
@@ -269,8 +269,9 @@ fn status_kib() -> (f64, f64) {
 
 fn child_memory(plugins: &Path) {
     let state = tempfile::tempdir().unwrap();
-    let reload = ReloadConfig { max_retired_generations: 1000, ..ReloadConfig::default() };
-    let host = Host::new(HostConfig { reload, ..config(plugins, state.path()) }).unwrap();
+    let mut config = config(plugins, state.path());
+    config.reload.max_retired_generations = 1000;
+    let host = Host::new(config).unwrap();
     assert!(host.load_all().failures.is_empty());
     let plugin = host.plugin(BENCH_PLUGIN).unwrap();
     let target: PathBuf = plugins.join(BENCH_PLUGIN).join(library_file(BENCH_PLUGIN));

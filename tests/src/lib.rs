@@ -11,7 +11,7 @@ use std::{env, fs};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use berth::{Bundle, Event, EventKind, Host, HostConfig, ReloadConfig, TrustedKey};
+use berth::{Bundle, Event, EventKind, Host, HostConfig, TrustedKey};
 use tempfile::TempDir;
 
 /// The workspace root.
@@ -390,12 +390,11 @@ impl Layout {
 
     /// The host configuration for this layout.
     pub fn config(&self) -> HostConfig {
-        HostConfig {
-            plugin_dirs: vec![self.plugins()],
-            cache_dir: self.cache(),
-            data_dir: self.data(),
-            ..HostConfig::default()
-        }
+        let mut config = HostConfig::default();
+        config.plugin_dirs = vec![self.plugins()];
+        config.cache_dir = self.cache();
+        config.data_dir = self.data();
+        config
     }
 
     /// The `berth` binary with this layout's plugin, cache and data directories, and nothing (plugin path,
@@ -426,12 +425,10 @@ impl Layout {
 
     /// The configuration for watching tests: a short debounce (50 ms) and settle time (1 s).
     pub fn watch_config(&self) -> HostConfig {
-        let reload = ReloadConfig {
-            debounce: Duration::from_millis(50),
-            settle: Duration::from_secs(1),
-            ..ReloadConfig::default()
-        };
-        HostConfig { reload, ..self.config() }
+        let mut config = self.config();
+        config.reload.debounce = Duration::from_millis(50);
+        config.reload.settle = Duration::from_secs(1);
+        config
     }
 
     /// Creates `plugins/<dir>/` with `<dir>.toml` holding `manifest`; returns the directory.

@@ -11,7 +11,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use berth::{CallError, Event, EventKind, Host, HostConfig, PluginState, ReloadConfig};
+use berth::{CallError, Event, EventKind, Host, PluginState};
 use berth_tests::*;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -138,9 +138,10 @@ fn every_save_pattern_ends_in_exactly_one_reload_of_the_final_bytes() {
     for (name, ops) in PATTERNS {
         let layout = Layout::new();
         let dir = layout.add_reloadable(one, "");
-        let watch = layout.watch_config();
-        let reload = ReloadConfig { debounce: PATTERN_DEBOUNCE, settle: Duration::from_secs(3), ..watch.reload };
-        let host = Host::new(HostConfig { reload, ..watch }).unwrap();
+        let mut config = layout.watch_config();
+        config.reload.debounce = PATTERN_DEBOUNCE;
+        config.reload.settle = Duration::from_secs(3);
+        let host = Host::new(config).unwrap();
         assert!(host.load_all().failures.is_empty());
         let events = host.subscribe();
         let _watcher = host.watch().unwrap();
@@ -514,8 +515,9 @@ fn overwriting_the_loaded_library_in_place_does_not_crash_the_host() {
 fn retired_generations_are_counted_and_past_the_limit_reloads_are_refused() {
     let layout = Layout::new();
     let dir = layout.add_reloadable(Reloadable::marked("one"), "");
-    let reload = ReloadConfig { max_retired_generations: 2, ..ReloadConfig::default() };
-    let host = Host::new(HostConfig { reload, ..layout.config() }).unwrap();
+    let mut config = layout.config();
+    config.reload.max_retired_generations = 2;
+    let host = Host::new(config).unwrap();
     host.load_all();
     let builds = [Reloadable::marked("two"), Reloadable::marked("three"), Reloadable::marked("four")];
     let target = dir.join(library_file("reloadable"));

@@ -6,15 +6,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use berth::trust::{ACCEPTED_VERSIONS_FILE, CHECKSUM_FILE, signature_path};
-use berth::{EventKind, Host, HostConfig, LoadError, LoadReport, Trust, TrustConfig, TrustPolicy};
+use berth::{EventKind, Host, HostConfig, LoadError, LoadReport, Trust, TrustPolicy};
 use berth_tests::{Layout, SigningKey, library_file, sha256_hex, statement_for, wait_for};
 
 const POLICIES: [TrustPolicy; 3] = [TrustPolicy::Enforce, TrustPolicy::Warn, TrustPolicy::Off];
 
 fn config(layout: &Layout, policy: TrustPolicy, key: Option<&SigningKey>) -> HostConfig {
-    let trust =
-        TrustConfig { policy, keys: key.map(SigningKey::trusted).into_iter().collect(), ..TrustConfig::default() };
-    HostConfig { trust, ..layout.config() }
+    let mut config = layout.config();
+    config.trust.policy = policy;
+    config.trust.keys = key.map(SigningKey::trusted).into_iter().collect();
+    config
 }
 
 /// Loads everything with `config`; returns the host and the one failure's error, if any.
@@ -335,8 +336,8 @@ fn files_and_directories_others_can_write_are_refused_with_their_path_and_mode()
         assert!(message.contains(&format!("(mode {unsafe_mode:04o})")), "{message}");
         assert!(message.contains("chmod go-w"), "{message}");
         // The development switch accepts it.
-        let relaxed =
-            HostConfig { trust: TrustConfig { strict_modes: false, ..TrustConfig::default() }, ..layout.config() };
+        let mut relaxed = layout.config();
+        relaxed.trust.strict_modes = false;
         assert!(load(relaxed).1.failures.is_empty());
         chmod(&path, safe_mode);
     }
@@ -362,7 +363,9 @@ fn files_owned_by_another_user_are_refused_when_the_test_can_give_them_away_and_
     fs::create_dir(&foreign_cache).unwrap();
     fs::set_permissions(&foreign_cache, fs::Permissions::from_mode(0o700)).unwrap();
     if std::os::unix::fs::chown(&foreign_cache, Some(4242), None).is_ok() {
-        let error = Host::new(HostConfig { cache_dir: foreign_cache, ..layout.config() }).err().expect("refused");
+        let mut config = layout.config();
+        config.cache_dir = foreign_cache;
+        let error = Host::new(config).err().expect("refused");
         assert!(error.to_string().contains("owned by uid 4242"), "{error}");
     }
     load(layout.config());
@@ -377,8 +380,10 @@ fn a_watching_host_loads_a_refused_plugin_once_its_signature_is_installed_beside
     let layout = Layout::new();
     let dir = layout.add_example("greeter");
     let key = SigningKey::generate();
-    let trust = TrustConfig { policy: TrustPolicy::Enforce, keys: vec![key.trusted()], ..TrustConfig::default() };
-    let host = Host::new(HostConfig { trust, ..layout.watch_config() }).unwrap();
+    let mut config = layout.watch_config();
+    config.trust.policy = TrustPolicy::Enforce;
+    config.trust.keys = vec![key.trusted()];
+    let host = Host::new(config).unwrap();
     let events = host.subscribe();
     assert!(matches!(only_error(&host.load_all()), LoadError::Unsigned { .. }));
     let _watcher = host.watch().unwrap();

@@ -156,12 +156,23 @@ pub enum WouldNotLoad {
 
 /// Opens a library file on its own (no manifest) and reports what it says about itself, after the same
 /// format checks and private copy as a load. Used by `berth info FILE`. Runs the library's initialisers.
-pub fn inspect_library(path: &Path, cache_dir: &Path) -> Result<load::LibraryInfo, LoadError> {
+pub fn inspect_library(path: &Path, cache_dir: &Path) -> Result<load::LibraryInfo, InspectError> {
     let (bytes, _) = read_library_file(path, DEFAULT_MAX_LIBRARY)?;
     check_binary(path, &bytes)?;
     check_panic_strategy(path, &bytes)?;
-    let cache = PrivateCache::open(cache_dir)
-        .map_err(|e| LoadError::Cache { dir: cache_dir.to_owned(), source: std::io::Error::other(e.to_string()) })?;
+    let cache = PrivateCache::open(cache_dir)?;
     let copy = cache.store(&sha256_hex(&bytes), &bytes)?;
     Ok(load::open(&copy)?.info)
+}
+
+/// Why [`inspect_library`] could not tell what a library is.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InspectError {
+    /// The library was refused, as a load would refuse it.
+    #[error(transparent)]
+    Library(#[from] LoadError),
+    /// The private cache cannot be used.
+    #[error(transparent)]
+    Cache(#[from] HostError),
 }

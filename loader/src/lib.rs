@@ -84,7 +84,7 @@ pub use berth_plugin_api::{ErrorKind, HealthStatus, Interface, ext};
 pub use bundle::Bundle;
 pub use config::{HostConfig, Overrides, PLUGIN_PATH_ENV, ReloadConfig};
 pub use error::{BundleError, DependencyProblem, HostError, KeyError, LoadError, LoadFailure, ManifestError};
-pub use host::{Host, WouldNotLoad, inspect_library};
+pub use host::{Host, InspectError, WouldNotLoad, inspect_library};
 pub use load::LibraryInfo;
 pub use manifest::{Manifest, PluginName};
 pub use reconcile::LoadReport;

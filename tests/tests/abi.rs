@@ -105,3 +105,21 @@ fn would_load_on_says_why_with_a_typed_reason() {
     }
     assert!(host.would_load_on(&berth::Version::new(1, 9, 0))[0].1.is_ok());
 }
+
+/// Issue 12: `inspect_library` keeps its errors typed: a cache it cannot use is a `HostError`, a refused
+/// library a `LoadError`.
+#[cfg(unix)]
+#[test]
+fn inspect_library_errors_are_typed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let open_cache = dir.path().join("cache");
+    std::fs::create_dir(&open_cache).unwrap();
+    std::fs::set_permissions(&open_cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let error = berth::inspect_library(&berth_tests::library("greeter"), &open_cache).unwrap_err();
+    assert!(matches!(error, berth::InspectError::Cache(berth::HostError::Cache { .. })), "{error:?}");
+    let text = dir.path().join("libtext.so");
+    std::fs::write(&text, "not a library").unwrap();
+    let error = berth::inspect_library(&text, &dir.path().join("private")).unwrap_err();
+    assert!(matches!(error, berth::InspectError::Library(berth::LoadError::NotSharedLibrary { .. })), "{error:?}");
+}

@@ -19,11 +19,13 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use semver::Version;
 
-use crate::error::{BundleError, LoadError, ManifestError, quote};
+use crate::digest::sha256_hex;
+use crate::error::{BundleError, LoadError, ManifestError};
 use crate::guarded;
 use crate::manifest::{Manifest, PluginName};
+use crate::name::quote;
 use crate::trust::{CHECKSUM_FILE, DEFAULT_MAX_LIBRARY, SIGNATURE_SUFFIX, parse_checksums};
-use crate::verify::{read_library, sha256_hex};
+use crate::verify::read_library;
 
 /// The most a bundle may hold once unpacked; a larger one is refused before it fills a disk.
 const MAX_UNPACKED: u64 = 1 << 30;
@@ -311,7 +313,7 @@ impl Bundle {
             builder.finish()?;
         }
         let bytes = encoder.finish()?;
-        crate::trust::write_atomically(path, &bytes)
+        crate::fsutil::write_atomically(path, &bytes)
     }
 
     /// Writes the files into `dir` (which must exist), each synced to disk, with mode 0644 whatever the

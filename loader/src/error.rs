@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use berth_plugin_api::ErrorKind;
 
 use crate::name::PluginName;
-pub(crate) use crate::name::quote;
 
 /// A manifest that cannot be read or is not valid.
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
 use crate::config::HostConfig;
+use crate::digest::sha256_hex;
 use crate::error::{HostError, LoadError, ManifestError};
 use crate::load;
 use crate::manifest::Manifest;
@@ -14,7 +15,7 @@ use crate::reconcile::{Inner, LoadReport, Scope};
 use crate::registry::CallError;
 use crate::registry::{Event, PluginHandle, PluginState, PluginStatus, Retired};
 use crate::trust::{AcceptedVersions, DEFAULT_MAX_LIBRARY};
-use crate::verify::{PrivateCache, check_binary, check_panic_strategy, read_library_file, sha256_hex};
+use crate::verify::{PrivateCache, check_binary, check_panic_strategy, read_library_file};
 use crate::watch::Watcher;
 
 /// A plugin host: configuration, private cache and registry. `Send + Sync`: share it (in an `Arc`) with

@@ -17,9 +17,10 @@ use crate::bundle::Bundle;
 use crate::config::HostConfig;
 use crate::discover::discover;
 use crate::error::{BundleError, HostError, LoadError, ManifestError};
+use crate::fsutil::{lock_dir, sync_dir};
 use crate::load::{self, LibraryInfo, check_api_requirement, check_metadata};
 use crate::manifest::{Manifest, PluginName, carry_over, set_pin};
-use crate::trust::{AcceptedVersions, Trust, lock_dir, sync_dir};
+use crate::trust::{AcceptedVersions, Trust};
 use crate::verify::{PrivateCache, verify_library};
 
 /// What a verification found: everything a host would check, passed.

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::sha256_hex;
 use crate::error::{HostError, KeyError, LoadError};
-pub(crate) use crate::fsutil::{lock_dir, sync_dir, write_atomically};
+use crate::fsutil::{lock_dir, write_atomically};
 use crate::guarded;
 use crate::manifest::{Manifest, PluginName};
 
@@ -293,7 +293,7 @@ pub(crate) fn parse_checksums(text: &str) -> Result<BTreeMap<String, String>, St
             return Err(format!(
                 "line {}: it lists {} a second time; list each file once, as `sha256sum` writes it",
                 number + 1,
-                crate::error::quote(name)
+                crate::name::quote(name)
             ));
         }
     }

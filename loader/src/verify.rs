@@ -20,7 +20,7 @@ use berth_plugin_api::BuildFacts;
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::{Endianness, FileKind, elf};
 
-pub(crate) use crate::digest::sha256_hex;
+use crate::digest::sha256_hex;
 use crate::error::{HostError, LoadError};
 use crate::guarded::{self, ReadError};
 use crate::manifest::{Manifest, PLATFORM};

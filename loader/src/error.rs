@@ -109,22 +109,63 @@ pub enum DependencyProblem {
     NotServing,
     /// Its version does not meet the requirement.
     WrongVersion {
-        /// The version installed or serving.
+        /// The version installed, or serving.
         found: String,
         /// The requirement in `[dependencies]`.
         required: String,
+        /// Whether `found` is the serving version (a reload) rather than the installed one (a first load).
+        serving: bool,
     },
-    /// A new version of this plugin would break a plugin serving on top of it.
+    /// A new version of this plugin (the dependency of `dependent`) would break `dependent`, serving on it.
     BreaksDependent {
         /// The plugin that requires another version.
         dependent: String,
+        /// What it requires.
+        required: String,
+        /// The new version.
+        version: String,
     },
-    /// The plugins depend on each other in a cycle: its members in dependency order, the first repeated at the end
-    /// (`a -> b -> a`). This plugin is one of them, or waits on one.
+    /// This plugin is in a dependency cycle: its members in dependency order from this plugin, the first repeated
+    /// at the end (`a -> b -> a`).
     Cycle {
         /// The cycle.
         members: Vec<PluginName>,
     },
+    /// This plugin depends on a plugin in a dependency cycle (its members, as for [`DependencyProblem::Cycle`]).
+    WaitsOnCycle {
+        /// The cycle.
+        members: Vec<PluginName>,
+    },
+}
+
+impl DependencyProblem {
+    /// What is wrong with `dependency` and what to do.
+    fn explain(&self, dependency: &str) -> String {
+        let cycle = |members: &[PluginName]| members.iter().map(PluginName::as_str).collect::<Vec<_>>().join(" -> ");
+        match self {
+            DependencyProblem::Missing => {
+                format!("no plugin named {dependency} is installed; install it or remove the dependency")
+            }
+            DependencyProblem::Disabled => format!("{dependency} is disabled; enable it or remove the dependency"),
+            DependencyProblem::Failed => format!("{dependency} failed to load; fix it first"),
+            DependencyProblem::NotServing => {
+                format!("{dependency} is not serving; load it first or remove the dependency")
+            }
+            DependencyProblem::WrongVersion { found, required, serving } => {
+                let state = if *serving { "serving" } else { "installed" };
+                format!("{dependency} {found} is {state} but {required} is required; install a matching version")
+            }
+            DependencyProblem::BreaksDependent { dependent, required, version } => format!(
+                "{dependent} (serving) requires {dependency} {required}, which version {version} would break; upgrade {dependent} first"
+            ),
+            DependencyProblem::Cycle { members } => {
+                format!("dependency cycle {}; break it in [dependencies]", cycle(members))
+            }
+            DependencyProblem::WaitsOnCycle { members } => {
+                format!("{dependency} waits on a dependency cycle ({}); break it in [dependencies]", cycle(members))
+            }
+        }
+    }
 }
 
 /// Why one plugin was not loaded. Each step of the load pipeline has its own variants.
@@ -433,14 +474,12 @@ pub enum LoadError {
         library: String,
     },
     /// A dependency is missing, disabled, failed, at a version the requirement refuses, or in a cycle.
-    #[error("[dependencies].{dependency}: {reason}")]
+    #[error("[dependencies].{dependency}: {}", problem.explain(dependency))]
     Dependency {
         /// The dependency's name.
         dependency: String,
-        /// Which case it is, for a program to match on.
+        /// Which case it is (the message says it, with what to do).
         problem: DependencyProblem,
-        /// What is wrong and what to do.
-        reason: String,
     },
     /// The plugin's `create` returned an error or panicked.
     #[error("create failed ({kind:?}): {message}")]

@@ -322,23 +322,12 @@ impl Inner {
         load::check_api_requirement(manifest)?;
         self.versions.check(manifest)?;
         for (dependency, requirement) in &manifest.dependencies {
-            let refuse = |problem, reason: String| {
-                Err(LoadError::Dependency { dependency: dependency.to_string(), problem, reason })
-            };
+            let refuse = |problem| Err(LoadError::Dependency { dependency: dependency.to_string(), problem });
             match self.registry.serving(dependency) {
-                None => {
-                    let reason = format!("{dependency} is not serving; load it first or remove the dependency");
-                    return refuse(DependencyProblem::NotServing, reason);
-                }
+                None => return refuse(DependencyProblem::NotServing),
                 Some(g) if !requirement.matches(&g.manifest.version) => {
-                    let found = g.manifest.version.to_string();
-                    let reason = format!(
-                        "{dependency} {found} is serving but {requirement} is required; install a matching version"
-                    );
-                    return refuse(
-                        DependencyProblem::WrongVersion { found, required: requirement.to_string() },
-                        reason,
-                    );
+                    let (found, required) = (g.manifest.version.to_string(), requirement.to_string());
+                    return refuse(DependencyProblem::WrongVersion { found, required, serving: true });
                 }
                 Some(_) => {}
             }
@@ -352,11 +341,11 @@ impl Inner {
             if !requirement.matches(&manifest.version) {
                 return Err(LoadError::Dependency {
                     dependency: manifest.name.to_string(),
-                    problem: DependencyProblem::BreaksDependent { dependent: name.to_string() },
-                    reason: format!(
-                        "{name} (serving) requires {} {requirement}, which version {} would break; upgrade {name} first",
-                        manifest.name, manifest.version
-                    ),
+                    problem: DependencyProblem::BreaksDependent {
+                        dependent: name.to_string(),
+                        required: requirement.to_string(),
+                        version: manifest.version.to_string(),
+                    },
                 });
             }
         }
@@ -505,22 +494,14 @@ impl Inner {
             .collect();
         for manifest in pending {
             let members = find_cycle(&manifest.name, &waits_on).unwrap_or_default();
-            let shown: Vec<&str> = members.iter().map(PluginName::as_str).collect();
-            let (dependency, reason) = match members.iter().position(|m| *m == manifest.name) {
-                Some(at) => (
-                    members[at + 1].to_string(),
-                    format!("dependency cycle {}; break it in [dependencies]", shown.join(" -> ")),
-                ),
+            let (dependency, problem) = match members.iter().position(|m| *m == manifest.name) {
+                Some(at) => (members[at + 1].to_string(), DependencyProblem::Cycle { members }),
                 None => {
                     let next = waits_on[&manifest.name].first().map(ToString::to_string).unwrap_or_default();
-                    let reason = format!(
-                        "{next} waits on a dependency cycle ({}); break it in [dependencies]",
-                        shown.join(" -> ")
-                    );
-                    (next, reason)
+                    (next, DependencyProblem::WaitsOnCycle { members })
                 }
             };
-            let error = LoadError::Dependency { dependency, problem: DependencyProblem::Cycle { members }, reason };
+            let error = LoadError::Dependency { dependency, problem };
             self.fail(report, &manifest, None, error);
         }
     }
@@ -675,28 +656,17 @@ fn dependencies_ready(
 ) -> Result<bool, LoadError> {
     let mut ready = true;
     for (dependency, requirement) in &manifest.dependencies {
-        let refuse = |problem, reason: String| {
-            Err(LoadError::Dependency { dependency: dependency.to_string(), problem, reason })
-        };
+        let refuse = |problem| Err(LoadError::Dependency { dependency: dependency.to_string(), problem });
         if disabled.contains(dependency) {
-            let reason = format!("{dependency} is disabled; enable it or remove the dependency");
-            return refuse(DependencyProblem::Disabled, reason);
+            return refuse(DependencyProblem::Disabled);
         }
         match known.get(dependency) {
             None if pending.contains(dependency) => ready = false,
-            None => {
-                let reason = format!("no plugin named {dependency} is installed; install it or remove the dependency");
-                return refuse(DependencyProblem::Missing, reason);
-            }
-            Some(None) => {
-                return refuse(DependencyProblem::Failed, format!("{dependency} failed to load; fix it first"));
-            }
+            None => return refuse(DependencyProblem::Missing),
+            Some(None) => return refuse(DependencyProblem::Failed),
             Some(Some(version)) if !requirement.matches(version) => {
-                let found = version.to_string();
-                let reason = format!(
-                    "{dependency} {found} is installed but {requirement} is required; install a matching version"
-                );
-                return refuse(DependencyProblem::WrongVersion { found, required: requirement.to_string() }, reason);
+                let (found, required) = (version.to_string(), requirement.to_string());
+                return refuse(DependencyProblem::WrongVersion { found, required, serving: false });
             }
             Some(Some(_)) => {}
         }

@@ -160,12 +160,7 @@ impl Inner {
             // manifests none of which is in use, nobody wins.
             let in_use = |state: &PluginState| matches!(state, PluginState::Active | PluginState::Disabled);
             let known_path = state_of.get(&name).filter(|(state, _)| in_use(state)).map(|(_, p)| p.to_path_buf());
-            // A known manifest someone else could have written holds no place either (it may have claimed the
-            // name with `enabled = false` while the owner's plugin was not there).
-            let strict = self.config.trust.strict_modes;
-            let known_path =
-                known_path.filter(exists).filter(|path| !strict || check_manifest_permissions(path).is_ok());
-            let manifests = self.without_unsafe_rivals(manifests, known_path.as_deref(), &mut report);
+            let (manifests, known_path) = self.without_unsafe_rivals(manifests, known_path.filter(exists), &mut report);
             let keep = match manifests.len() {
                 1 => Some(0),
                 _ => manifests.iter().position(|m| Some(&m.path) == known_path.as_ref()),
@@ -535,35 +530,39 @@ impl Inner {
     }
 
     /// Under `strict_modes`, a manifest that fails the permission check takes no part in name resolution when
-    /// it has a rival: it is refused (reported, logged at `warn`), and cannot take the name from the owner's
-    /// plugin by claiming it too. Alone, it goes on and fails the same check in `verify`, as a plugin's own
-    /// permission mistake does.
+    /// it has a rival (another manifest of the name, or the one the plugin is known by): it is refused
+    /// (reported, logged at `warn`), and cannot take the name from the owner's plugin by claiming it too. A
+    /// known manifest that fails it holds no place either (it may have claimed the name with `enabled = false`
+    /// while the owner's plugin was not there). Alone, a manifest goes on and fails the same check in `verify`,
+    /// as a plugin's own permission mistake does. Returns the manifests and the known path that take part.
     fn without_unsafe_rivals(
         &self,
         manifests: Vec<Manifest>,
-        known: Option<&Path>,
+        known: Option<PathBuf>,
         report: &mut LoadReport,
-    ) -> Vec<Manifest> {
-        let rivals = manifests.len() > 1 || known.is_some_and(|known| manifests.iter().all(|m| m.path != known));
+    ) -> (Vec<Manifest>, Option<PathBuf>) {
+        let rivals =
+            manifests.len() > 1 || known.as_ref().is_some_and(|known| manifests.iter().all(|m| &m.path != known));
         if !self.config.trust.strict_modes || !rivals {
-            return manifests;
+            return (manifests, known);
         }
-        let (safe, refused): (Vec<Manifest>, Vec<(Manifest, LoadError)>) =
-            manifests.into_iter().fold((Vec::new(), Vec::new()), |(mut safe, mut refused), manifest| {
-                match check_manifest_permissions(&manifest.path) {
-                    Ok(()) => safe.push(manifest),
-                    Err(error) => refused.push((manifest, error)),
-                }
-                (safe, refused)
-            });
+        let known = known.filter(|path| check_manifest_permissions(path).is_ok());
+        let mut safe = Vec::new();
+        let mut refused = Vec::new();
+        for manifest in manifests {
+            match check_manifest_permissions(&manifest.path) {
+                Ok(()) => safe.push(manifest),
+                Err(error) => refused.push((manifest, error)),
+            }
+        }
         if safe.is_empty() && known.is_none() {
-            return refused.into_iter().map(|(manifest, _)| manifest).collect();
+            return (refused.into_iter().map(|(manifest, _)| manifest).collect(), known);
         }
         for (manifest, error) in refused {
             tracing::warn!(plugin = %manifest.name, "{}: {error}", manifest.path.display());
             report.failures.push(LoadFailure { manifest: manifest.path, plugin: Some(manifest.name), error });
         }
-        safe
+        (safe, known)
     }
 
     /// Whether `error` says the library is incomplete and it changed within the settle time: a writer is

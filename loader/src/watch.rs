@@ -204,12 +204,15 @@ impl Debouncer {
     /// gone.
     fn check_roots(&mut self) -> Option<()> {
         for i in 0..self.roots.len() {
-            let root = &self.roots[i];
-            let present = root.configured.is_dir();
-            let (watch, dir) = (root.watch, root.configured.clone());
-            match (watch, present) {
-                (RootWatch::Watched, true) | (RootWatch::Lost, false) => continue,
-                (RootWatch::Watched | RootWatch::Suspect, false) => {
+            // A watched directory is looked at only once an event said it was removed or renamed (`Suspect`):
+            // no stat per event while files change inside it.
+            let (watch, dir) = (self.roots[i].watch, self.roots[i].configured.clone());
+            if watch == RootWatch::Watched {
+                continue;
+            }
+            match (watch, dir.is_dir()) {
+                (RootWatch::Lost, false) => continue,
+                (_, false) => {
                     self.roots[i].watch = RootWatch::Lost;
                     let detail = format!(
                         "plugin directory {} is gone; what it served keeps serving, unwatched, and it is watched again when it returns",
@@ -218,9 +221,8 @@ impl Debouncer {
                     tracing::warn!("{detail}");
                     self.inner.upgrade()?.registry.directory_watch(&dir, false, &detail);
                 }
-                (RootWatch::Suspect | RootWatch::Lost, true) => {
-                    if let Err(reason) = self.watch_afresh(i) {
-                        tracing::warn!("plugin directory {}: cannot watch it: {reason}", dir.display());
+                (_, true) => {
+                    if !self.watch_afresh(i) {
                         self.roots[i].watch = RootWatch::Lost;
                         continue;
                     }
@@ -238,15 +240,23 @@ impl Debouncer {
         Some(())
     }
 
-    /// Drops root `i`'s watches and watches it again, recursively, at its path as it is now.
-    fn watch_afresh(&mut self, i: usize) -> Result<(), String> {
+    /// Drops root `i`'s watches and watches it again, recursively, at its path as it is now; whether it is
+    /// watched (a failure is logged).
+    fn watch_afresh(&mut self, i: usize) -> bool {
         let root = &mut self.roots[i];
         // The old watches may be gone with the old directory already: an error here changes nothing.
         let _ = self.watcher.unwatch(&root.canonical);
-        root.canonical = root.configured.canonicalize().map_err(|e| e.to_string())?;
-        self.watcher.watch(&root.canonical, RecursiveMode::Recursive).map_err(|e| e.to_string())?;
-        root.watch = RootWatch::Watched;
-        Ok(())
+        let watched = root.configured.canonicalize().map_err(|e| e.to_string()).and_then(|canonical| {
+            root.canonical = canonical;
+            self.watcher.watch(&root.canonical, RecursiveMode::Recursive).map_err(|e| e.to_string())
+        });
+        match watched {
+            Ok(()) => root.watch = RootWatch::Watched,
+            Err(ref reason) => {
+                tracing::warn!("plugin directory {}: cannot watch it: {reason}", root.configured.display())
+            }
+        }
+        watched.is_ok()
     }
 
     /// Rescans what has been quiet for the debounce time; `None` when the host is gone.
@@ -262,14 +272,8 @@ impl Debouncer {
             self.dirty.clear();
             if std::mem::take(&mut self.rewatch) {
                 for i in 0..self.roots.len() {
-                    if self.roots[i].watch == RootWatch::Watched {
-                        if let Err(reason) = self.watch_afresh(i) {
-                            tracing::warn!(
-                                "plugin directory {}: cannot watch it: {reason}",
-                                self.roots[i].configured.display()
-                            );
-                            self.roots[i].watch = RootWatch::Suspect;
-                        }
+                    if self.roots[i].watch == RootWatch::Watched && !self.watch_afresh(i) {
+                        self.roots[i].watch = RootWatch::Suspect;
                     }
                 }
             }

@@ -19,33 +19,30 @@ fn has_field(fields: &str, name: &str) -> bool {
     fields.split(' ').any(|field| field.strip_prefix(name).is_some_and(|rest| rest.starts_with('=')))
 }
 
+/// Re-emits `$record` at `$level` with the instance's fields, and `$extra` fields if any.
+macro_rules! emit {
+    ($level:expr, $log:expr, $record:expr $(, $field:ident = $value:expr)?) => {
+        tracing::event!(
+            target: "berth::plugin",
+            $level,
+            plugin = %$log.plugin,
+            version = %$log.version,
+            $($field = $value,)?
+            module = %$record.target,
+            "{}{}{}",
+            $record.message,
+            if $record.fields.is_empty() { "" } else { " " },
+            $record.fields
+        )
+    };
+}
+
 macro_rules! forward {
     ($level:expr, $log:expr, $record:expr) => {
         if has_field($record.fields.as_str(), "generation") {
-            tracing::event!(
-                target: "berth::plugin",
-                $level,
-                plugin = %$log.plugin,
-                version = %$log.version,
-                module = %$record.target,
-                "{}{}{}",
-                $record.message,
-                if $record.fields.is_empty() { "" } else { " " },
-                $record.fields
-            )
+            emit!($level, $log, $record)
         } else {
-            tracing::event!(
-                target: "berth::plugin",
-                $level,
-                plugin = %$log.plugin,
-                version = %$log.version,
-                generation = $log.generation,
-                module = %$record.target,
-                "{}{}{}",
-                $record.message,
-                if $record.fields.is_empty() { "" } else { " " },
-                $record.fields
-            )
+            emit!($level, $log, $record, generation = $log.generation)
         }
     };
 }

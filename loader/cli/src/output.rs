@@ -3,6 +3,9 @@
 use std::io;
 use std::process::ExitCode;
 
+/// The CLI's advice where a plugin name is unknown (library errors carry no CLI advice).
+pub(crate) const LIST_HINT: &str = "`berth list` shows the plugins";
+
 /// `println!` that ends the command quietly when its output is closed (`berth list | head -1`), as ripgrep does,
 /// instead of panicking.
 macro_rules! say {

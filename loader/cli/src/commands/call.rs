@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use berth::Host;
 
+use crate::output::LIST_HINT;
+
 pub(crate) fn call(host: &Host, plugin: &str, method: &str, input: Option<&str>) -> Result<ExitCode, String> {
     let input = match input {
         Some("-") => {
@@ -17,7 +19,7 @@ pub(crate) fn call(host: &Host, plugin: &str, method: &str, input: Option<&str>)
     };
     serde_json::from_str::<serde_json::Value>(&input).map_err(|e| format!("INPUT is not JSON: {e}"))?;
     let handle = host.plugin(plugin).map_err(|e| match e {
-        berth::CallError::UnknownPlugin(_) => format!("{e}; `berth list` shows the plugins"),
+        berth::CallError::UnknownPlugin(_) => format!("{e}; {LIST_HINT}"),
         e => e.to_string(),
     })?;
     match handle.call(method, input.as_bytes()) {

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use berth::{Host, LoadReport, PluginStatus};
 
+use crate::output::LIST_HINT;
+
 pub(crate) fn info(host: &Host, report: &LoadReport, target: &str) -> Result<ExitCode, String> {
     let path = Path::new(target);
     let by_manifest = |status: &&PluginStatus| path.is_file() && same_file(&status.manifest, path);
@@ -16,9 +18,7 @@ pub(crate) fn info(host: &Host, report: &LoadReport, target: &str) -> Result<Exi
             say!("manifest: {}\nstate:    failed\nreason:   {}", failure.manifest.display(), failure.error);
             return Ok(ExitCode::FAILURE);
         }
-        return Err(format!(
-            "no plugin named {target:?} and no such library or manifest; `berth list` shows the plugins"
-        ));
+        return Err(format!("no plugin named {target:?} and no such library or manifest; {LIST_HINT}"));
     };
     say!("name:       {}", status.name);
     say!("version:    {}", status.version);

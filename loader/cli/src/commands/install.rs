@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use berth::HostConfig;
+
+use crate::output::LIST_HINT;
 use berth::install::{self, Verification};
 
 use super::info::print_library;
@@ -42,7 +44,7 @@ pub(crate) fn verify(config: &HostConfig, target: &str) -> Result<ExitCode, Stri
 /// An install error as the CLI prints it: with the command that lists the plugins where a name is unknown.
 pub(crate) fn install_message(error: install::InstallError) -> String {
     match error {
-        install::InstallError::UnknownPlugin { .. } => format!("{error}; `berth list` shows the plugins"),
+        install::InstallError::UnknownPlugin { .. } => format!("{error}; {LIST_HINT}"),
         error => error.to_string(),
     }
 }

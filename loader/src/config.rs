@@ -72,17 +72,6 @@ impl Default for HostConfig {
     }
 }
 
-impl HostConfig {
-    /// The host configuration file used when none is named: the first that exists of
-    /// `<user config dir>/berth/config.toml` (`$XDG_CONFIG_HOME` or `~/.config` on Linux, `~/Library/Application
-    /// Support` on macOS, `%APPDATA%` on Windows) and, on Unix, `/etc/berth/config.toml`.
-    pub fn default_file() -> Option<PathBuf> {
-        let user = dirs::config_dir().map(|dir| dir.join("berth").join("config.toml"));
-        let system = cfg!(unix).then(|| PathBuf::from("/etc/berth/config.toml"));
-        user.into_iter().chain(system).find(|path| path.is_file())
-    }
-}
-
 /// The plugin directories `BERTH_PLUGIN_PATH` names, if it is set and not empty: the one place it is read.
 fn plugin_path_env() -> Option<Vec<PathBuf>> {
     std::env::var_os(PLUGIN_PATH_ENV)
@@ -113,6 +102,15 @@ pub struct Overrides {
 }
 
 impl HostConfig {
+    /// The host configuration file used when none is named: the first that exists of
+    /// `<user config dir>/berth/config.toml` (`$XDG_CONFIG_HOME` or `~/.config` on Linux, `~/Library/Application
+    /// Support` on macOS, `%APPDATA%` on Windows) and, on Unix, `/etc/berth/config.toml`.
+    pub fn default_file() -> Option<PathBuf> {
+        let user = dirs::config_dir().map(|dir| dir.join("berth").join("config.toml"));
+        let system = cfg!(unix).then(|| PathBuf::from("/etc/berth/config.toml"));
+        user.into_iter().chain(system).find(|path| path.is_file())
+    }
+
     /// The configuration `overrides` and the files and environment they leave to: the file (or the default
     /// file, or the defaults), then `BERTH_PLUGIN_PATH`, then each override that is set.
     pub fn resolve(overrides: Overrides) -> Result<HostConfig, ManifestError> {

@@ -302,7 +302,7 @@ fn invalid(path: &Path, text: &str, span: Option<std::ops::Range<usize>>, messag
     let width = span.map_or(1, |span| text[start..span.end.clamp(start, line_end)].chars().count().max(1));
     let snippet = snippet(line, line_text, column, width);
     // The message can quote the file (an unknown key): control characters shown as `?`, cut like a snippet.
-    let mut message: String = message.trim().chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    let mut message: String = message.trim().chars().map(shown).collect();
     if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE) {
         message = format!("{}... ({} bytes)", &message[..cut], message.len());
     }
@@ -334,6 +334,11 @@ fn host_config_hint(error: ManifestError) -> ManifestError {
     }
 }
 
+/// A character from the file as a message shows it: a control character (a terminal escape) as `?`.
+fn shown(c: char) -> char {
+    if c.is_control() { '?' } else { c }
+}
+
 /// The most characters of a decoder's message shown (it may quote a hostile key).
 const MAX_MESSAGE: usize = 300;
 
@@ -343,7 +348,7 @@ const SNIPPET_WIDTH: usize = 100;
 /// `line_text` with a caret under `width` characters from `column`: a window of at most [`SNIPPET_WIDTH`]
 /// characters around the column (a 10 KB line is not echoed whole), control characters shown as `?`.
 fn snippet(line: usize, line_text: &str, column: usize, width: usize) -> String {
-    let chars: Vec<char> = line_text.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    let chars: Vec<char> = line_text.chars().map(shown).collect();
     let from = if chars.len() <= SNIPPET_WIDTH { 0 } else { (column - 1).saturating_sub(SNIPPET_WIDTH / 2) };
     let to = chars.len().min(from + SNIPPET_WIDTH);
     let shown: String = chars[from..to].iter().collect();

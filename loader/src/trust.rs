@@ -242,11 +242,9 @@ pub(crate) fn check_signature(
             return match config.policy {
                 TrustPolicy::Enforce => Err(LoadError::Unsigned { library: library.to_owned(), signature: path }),
                 TrustPolicy::Warn => {
-                    {
-                        // The file name only: an install checks a staging directory, then renames it into place.
-                        let file = path.file_name().unwrap_or_default().to_string_lossy();
-                        Ok(Trust::Untrusted { reason: format!("no signature (no {file} beside the library)") })
-                    }
+                    // The file name only: an install checks a staging directory, then renames it into place.
+                    let file = path.file_name().unwrap_or_default().to_string_lossy();
+                    Ok(Trust::Untrusted { reason: format!("no signature (no {file} beside the library)") })
                 }
                 TrustPolicy::Off => Ok(Trust::Unchecked),
             };

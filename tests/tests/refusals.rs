@@ -278,6 +278,15 @@ fn the_loaded_file_is_the_private_copy_in_a_0700_cache() {
     }
 }
 
+/// `berth check` over `layout`, through the measure helper (its peak memory and time printed), killed after a
+/// minute.
+#[cfg(unix)]
+fn measured_check(layout: &Layout, label: &str) -> berth_tests::Measured {
+    let mut check = layout.berth();
+    check.arg("check");
+    berth_tests::measure(label, &check, std::time::Duration::from_secs(60))
+}
+
 /// Issue 11: a FIFO or a symlink to /dev/zero in a manifest's place, and a manifest over the size limit, are
 /// refused at once by `berth check` (which used to hang on the FIFO and read /dev/zero until memory ran out);
 /// the good plugin still loads. Peak memory and time are printed, not asserted as times.
@@ -292,13 +301,7 @@ fn issue_11_special_and_oversized_manifests_are_refused_without_blocking() {
     assert!(status.success(), "mkfifo");
     std::os::unix::fs::symlink("/dev/zero", dir.join("zero.toml")).unwrap();
     fs::write(dir.join("big.toml"), vec![b'#'; 2 << 20]).unwrap();
-    let mut check = layout.berth();
-    check.arg("check");
-    let run = berth_tests::measure(
-        "berth check with a FIFO, /dev/zero and a 2 MiB manifest",
-        &check,
-        std::time::Duration::from_secs(60),
-    );
+    let run = measured_check(&layout, "berth check with a FIFO, /dev/zero and a 2 MiB manifest");
     assert!(!run.timed_out, "berth check must not block on a FIFO");
     let out = berth_tests::output_text(&run.output);
     assert!(out.contains("fifo.toml: it is a FIFO (named pipe), not a regular file"), "{out}");
@@ -324,13 +327,7 @@ fn issue_11_huge_libraries_are_refused_from_their_headers() {
         let dir = layout.add_manifest(name, &manifest(name, "1.0.0", &file, ""));
         fs::File::create(dir.join(&file)).unwrap().set_len(size).unwrap();
     }
-    let mut check = layout.berth();
-    check.arg("check");
-    let run = berth_tests::measure(
-        "berth check with a sparse 1 GiB and a sparse 200 MiB library",
-        &check,
-        std::time::Duration::from_secs(60),
-    );
+    let run = measured_check(&layout, "berth check with a sparse 1 GiB and a sparse 200 MiB library");
     let out = berth_tests::output_text(&run.output);
     assert!(
         out.contains("holds 1073741824 bytes, more than the 268435456 bytes this host accepts for a library"),

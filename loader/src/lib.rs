@@ -63,7 +63,7 @@
 
 pub mod bundle;
 pub mod config;
-mod digest;
+pub mod digest;
 mod discover;
 pub mod error;
 mod fsutil;

@@ -50,13 +50,16 @@ fn cargo_build(manifest: &Path, packages: &[&str]) {
     cargo(&args, manifest);
 }
 
-/// Builds the example plugins, the `berth` binary and the fixture plugins (once per process) and returns the
+/// Builds the example plugins, the `berth` and `cargo-berth` binaries and the fixture plugins (once per process) and returns the
 /// directory they are in.
 pub fn built() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let root = root();
-        cargo_build(&root.join("Cargo.toml"), &["berth-cli", "greeter", "quota", "text-filters", "webhook-signer"]);
+        cargo_build(
+            &root.join("Cargo.toml"),
+            &["berth-cli", "cargo-berth", "greeter", "quota", "text-filters", "webhook-signer"],
+        );
         // Same dependency versions as the workspace.
         fs::copy(root.join("Cargo.lock"), root.join("tests/fixtures/Cargo.lock")).expect("copy Cargo.lock");
         cargo_build(&root.join("tests/fixtures/Cargo.toml"), &["bench-plugin", "misbehaving", "not-a-plugin"]);

@@ -1,11 +1,11 @@
 //! The plugin author's guide (issues 4 and 11), run as written.
 //!
 //! Section 11 of `docs/plugin-authors.md`, the path of an author outside this repository, runs in an empty
-//! temporary directory outside the workspace: every file it shows is written and every command it gives is
-//! run, in order, from `cargo new` to a bundle made by hand with `sha256sum`, `minisign` and `tar`, installed by
-//! `berth install` into a running host that enforces signatures, and a call that the plugin answers. Section
-//! 12, the `cargo xtask` shortcuts for plugins inside the repository, runs in the root of a copy of the
-//! repository.
+//! temporary directory outside the workspace: every command it gives is run, in order, from `cargo berth new`
+//! (whose files must be the ones the guide shows) to a bundle made and signed by `cargo berth bundle`,
+//! installed by `berth install` into a running host that enforces signatures, and a call that the plugin
+//! answers. Section 12, the `cargo xtask` shortcuts for plugins inside the repository, runs in the root of a
+//! copy of the repository.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,9 @@ enum Step {
     /// A file the guide shows in full: a code block whose first line is `# file: PATH` or `// file: PATH`,
     /// PATH relative to the directory the commands are in at that point.
     File { path: String, text: String },
+    /// A file a tool wrote, shown in full: a code block whose first line is `# generated: PATH` or
+    /// `// generated: PATH`. The file must hold exactly this (the marker line left out).
+    Generated { path: String, text: String },
 }
 
 impl Step {
@@ -34,6 +37,7 @@ impl Step {
         match self {
             Step::Command(command) => command.clone(),
             Step::File { path, .. } => format!("file: {path}"),
+            Step::Generated { path, .. } => format!("generated: {path}"),
         }
     }
 }
@@ -72,6 +76,10 @@ fn steps(section: &str) -> Vec<Step> {
                     first.trim().strip_prefix("# file: ").or_else(|| first.trim().strip_prefix("// file: "))
                 }) {
                     steps.push(Step::File { path: path.to_owned(), text: lines.join("\n") + "\n" });
+                } else if let Some(path) = lines.first().and_then(|first| {
+                    first.trim().strip_prefix("# generated: ").or_else(|| first.trim().strip_prefix("// generated: "))
+                }) {
+                    steps.push(Step::Generated { path: path.to_owned(), text: lines[1..].join("\n") + "\n" });
                 }
                 block = None;
             }
@@ -154,6 +162,11 @@ fn walk(
                 fs::write(&path, text.replace(CHECKOUT, &checkout)).unwrap();
                 continue;
             }
+            Step::Generated { path, text } => {
+                let written = fs::read_to_string(dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+                assert_eq!(written, text.replace(CHECKOUT, &checkout), "{path} is not what the guide shows");
+                continue;
+            }
             Step::Command(command) => command.replace(CHECKOUT, &checkout),
         };
         if let Some(to) = command.strip_prefix("cd ") {
@@ -219,28 +232,13 @@ fn share_builds(krate: &Path) {
     }
 }
 
-/// Section 11 signs with `minisign`. A machine without it gets the Debian package first, as the guide tells
-/// authors to (`apt-get install minisign`; the tests run as root).
-fn ensure_minisign() {
-    if Command::new("which").arg("minisign").output().is_ok_and(|o| o.status.success()) {
-        return;
-    }
-    let output = Command::new("sh").args(["-c", "apt-get update && apt-get install -y minisign"]).output().unwrap();
-    assert!(
-        output.status.success(),
-        "minisign is not installed and installing it failed:\n{}",
-        berth_tests::output_text(&output)
-    );
-}
-
 #[cfg(unix)]
 #[test]
 fn the_authors_guide_runs_as_written_in_an_empty_directory_outside_the_repository() {
     let _turn = SHARED_TARGET.lock().unwrap_or_else(|e| e.into_inner());
-    ensure_minisign();
     let steps = steps(&section(11));
     let manifest = steps.iter().find_map(|step| match step {
-        Step::File { path, text } if path == "Cargo.toml" => Some(text),
+        Step::Generated { path, text } if path == "Cargo.toml" => Some(text),
         _ => None,
     });
     let dependency = format!("berth-plugin-api = {{ path = \"{CHECKOUT}/plugin-api\" }}");
@@ -249,11 +247,11 @@ fn the_authors_guide_runs_as_written_in_an_empty_directory_outside_the_repositor
     let target = berth::trust::HOST_TARGET;
     let api = berth::HOST_API_VERSION;
     let expected = [
-        ("cargo new --lib hello-world", prints("`hello-world` package")),
+        ("cargo berth new hello-world --plugin-api", prints("created hello-world/Cargo.toml")),
         ("cd hello-world", Check::Runs),
-        ("file: Cargo.toml", Check::Runs),
-        ("file: src/lib.rs", Check::Runs),
-        ("file: hello-world.toml", Check::Runs),
+        ("generated: Cargo.toml", Check::Runs),
+        ("generated: src/lib.rs", Check::Runs),
+        ("generated: hello-world.toml", Check::Runs),
         ("cargo test", prints("test result: ok. 2 passed")),
         ("cargo build --release", prints("Finished `release` profile")),
         // Developing: a watching host (warn policy) and a plugin put in by hand, one rename.
@@ -273,25 +271,17 @@ fn the_authors_guide_runs_as_written_in_an_empty_directory_outside_the_repositor
         ("cargo build --release", prints("Finished `release` profile")),
         ("cp target/release/libhello_world.so dev/plugins/hello-world/.", Check::Runs),
         ("mv dev/plugins/hello-world/.libhello_world.so.new dev/plugins/hello-world/libhello_world.so", Check::Runs),
-        // Shipping: a key, a bundle by hand, signed, verified, installed into a host that enforces signatures.
-        ("minisign -G -W -p keys/berth.pub -s keys/berth.key", prints("The public key was saved as keys/berth.pub")),
-        ("rm -rf bundle && mkdir -p bundle/hello-world", Check::Runs),
-        ("cp target/release/libhello_world.so hello-world.toml bundle/hello-world/", Check::Runs),
-        ("(cd bundle/hello-world && sha256sum hello-world.toml libhello_world.so > SHA256SUMS)", Check::Runs),
-        ("minisign -S -s keys/berth.key -m bundle/hello-world/libhello_world.so -t", Check::Runs),
-        (
-            "minisign -V -p keys/berth.pub -m bundle/hello-world/libhello_world.so",
-            prints(&format!("Trusted comment: berth-plugin name=hello-world version=0.1.0 target={target} sha256=")),
-        ),
-        ("tar --format=ustar -czf hello-world-0.1.0-", Check::Runs),
-        ("berth verify hello-world-0.1.0-*.tar.gz", prints("trust:      signed by trusted key")),
+        // Shipping: a key, a signed bundle, verified, installed into a host that enforces signatures.
+        ("cargo berth keygen --out keys", prints("public key:")),
+        ("cargo berth bundle --key keys/berth.key", prints(&format!("hello-world-0.1.0-{target}.tar.gz"))),
+        ("berth verify target/bundles/hello-world-0.1.0-*.tar.gz", prints("trust:      signed by trusted key")),
         ("mkdir -p deploy/plugins", Check::Runs),
         (
             "berth run --plugin-dir deploy/plugins --data-dir deploy/data --trust-policy enforce",
             Check::Serves("deploy/plugins"),
         ),
         (
-            "berth install hello-world-0.1.0-*.tar.gz --to deploy/plugins",
+            "berth install target/bundles/hello-world-0.1.0-*.tar.gz --to deploy/plugins",
             Check::Loads("deploy/plugins", "installed hello-world 0.1.0"),
         ),
         (
@@ -309,10 +299,8 @@ fn the_authors_guide_runs_as_written_in_an_empty_directory_outside_the_repositor
     let hosts = walk(&steps, &expected, home.path(), state.path(), share_builds);
     println!("section 11: {} ms", started.elapsed().as_millis());
 
-    let files = fs::read_dir(home.path().join("hello-world")).unwrap().flatten();
-    let names = files.map(|entry| entry.file_name().to_string_lossy().into_owned());
-    let bundles: Vec<String> = names.filter(|name| name.ends_with(".tar.gz")).collect();
-    assert_eq!(bundles, [format!("hello-world-0.1.0-{target}.tar.gz")], "the bundle's name");
+    let installed = home.path().join("hello-world/deploy/plugins/hello-world");
+    assert!(installed.join("libhello_world.so.minisig").is_file(), "the installed plugin has no signature");
     stop(hosts);
 }
 

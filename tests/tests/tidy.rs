@@ -1,6 +1,7 @@
 //! The workspace's dependency rules, checked with `cargo tree` (in the manner of rust-analyzer's tidy tests):
 //! - the core library `berth` pulls no CLI, async runtime or HTTP crate in its normal dependencies, so an
 //!   application embedding it gets none of them;
+//! - the core library holds no signing code (`minisign`, `cargo-berth`): a host only verifies;
 //! - `berth-plugin-api` depends on nothing in `loader/`: plugins never link the host.
 
 use std::process::Command;
@@ -22,7 +23,19 @@ fn normal_dependencies(package: &str) -> Vec<String> {
 fn the_core_library_pulls_no_cli_runtime_or_http_crate() {
     let dependencies = normal_dependencies("berth");
     assert!(dependencies.iter().any(|d| d == "abi_stable"), "cargo tree lists the dependencies: {dependencies:?}");
-    let forbidden = ["clap", "tokio", "tracing-subscriber", "humantime", "hyper", "axum", "tower", "croner"];
+    let forbidden = [
+        "clap",
+        "tokio",
+        "tracing-subscriber",
+        "humantime",
+        "hyper",
+        "axum",
+        "tower",
+        "croner",
+        "minisign",
+        "cargo-berth",
+        "cargo_metadata",
+    ];
     let found: Vec<&String> = dependencies.iter().filter(|d| forbidden.contains(&d.as_str())).collect();
     assert!(found.is_empty(), "berth's normal dependencies include {found:?}");
 }

@@ -16,9 +16,9 @@ use std::{env, fs};
 use berth::Manifest;
 use berth::trust::{HOST_TARGET, signature_path, statement};
 
-use crate::bundle::write_bundle;
-use crate::keys::{self, SigningKey};
-use crate::{cargo, library_file, root, run, sha256_hex, target_dir};
+use berth_author::keys::{self, SigningKey};
+
+use crate::{cargo, library_file, root, run, target_dir};
 
 /// The example plugins the demo calls: crate name = plugin name = manifest file stem.
 const PLUGINS: [&str; 4] = ["greeter", "quota", "text-filters", "webhook-signer"];
@@ -30,9 +30,11 @@ const DEMO_WEBHOOK_KEY: &str = "demo-key-not-a-secret-0123456789";
 fn sign(key: &SigningKey, manifest: &Path, library: &Path) -> Result<(), String> {
     let manifest = Manifest::load(manifest).map_err(|e| e.to_string())?;
     let bytes = fs::read(library).map_err(|e| format!("{}: {e}", library.display()))?;
-    let statement = statement(manifest.name.as_str(), &manifest.version, HOST_TARGET, &sha256_hex(&bytes));
+    let sha256 = berth::digest::sha256_hex(&bytes);
+    let statement = statement(manifest.name.as_str(), &manifest.version, HOST_TARGET, &sha256);
     let signature_file = signature_path(library);
-    fs::write(&signature_file, key.sign(&bytes, &statement)?).map_err(|e| format!("{}: {e}", signature_file.display()))
+    fs::write(&signature_file, key.sign(&bytes, &statement).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("{}: {e}", signature_file.display()))
 }
 
 fn step(title: &str) {
@@ -58,8 +60,8 @@ pub fn demo() -> Result<(), String> {
         fs::remove_dir_all(&demo).map_err(|e| format!("cannot clear {}: {e}", demo.display()))?;
     }
     step("a publisher's signing key (the host will only run what it signed)");
-    keys::keygen(&demo.join("keys"))?;
-    let key = SigningKey::load(&demo.join("keys").join(keys::SECRET_KEY_FILE))?;
+    keys::keygen(&demo.join("keys")).map_err(|e| e.to_string())?;
+    let key = SigningKey::load(&demo.join("keys").join(keys::SECRET_KEY_FILE)).map_err(|e| e.to_string())?;
     step(&format!("laying the signed plugins out as ops would, in {}", plugins.display()));
     for plugin in PLUGINS {
         let dir = plugins.join(plugin);
@@ -142,7 +144,7 @@ fn build_greeter_release(root: &Path, demo: &Path) -> Result<PathBuf, String> {
     Ok(library)
 }
 
-/// A signed bundle of greeter 1.1.0 (its manifest with the new version), as `cargo xtask bundle --key` makes
+/// A signed bundle of greeter 1.1.0 (its manifest with the new version), as `cargo berth bundle --key` makes
 /// one, in `<demo>/bundles`.
 fn signed_bundle(root: &Path, library: &Path, key: &SigningKey, demo: &Path) -> Result<PathBuf, String> {
     let manifest_path = root.join("manifests/greeter.toml");
@@ -151,8 +153,8 @@ fn signed_bundle(root: &Path, library: &Path, key: &SigningKey, demo: &Path) -> 
     let bytes = fs::read(library).map_err(|e| format!("{}: {e}", library.display()))?;
     let dir = demo.join("bundles");
     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let (path, _) = write_bundle(&manifest_path, &manifest, &library_file("greeter"), bytes, Some(key), &dir)?;
-    Ok(path)
+    let bundled = berth_author::pack(&manifest_path, &manifest, &library_file("greeter"), bytes, &dir, Some(key));
+    Ok(bundled.map_err(|e| e.to_string())?.path)
 }
 
 /// `berth run` calls greeter every 250 ms while greeter 1.1.0 is installed next to it.

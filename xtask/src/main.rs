@@ -4,11 +4,14 @@
 //!   calls them, shows a refusal and a live reload ([`demo`]).
 //! - `bundle [PLUGIN...] [--out DIR] [--key FILE]`: builds plugins in release and packs each into a bundle,
 //!   `<name>-<version>-<target>.tar.gz`, signed when given a key; unchanged sources give byte-identical
-//!   bundles ([`bundle`]).
+//!   bundles.
 //! - `sign BUNDLE --key FILE`: signs the library in a bundle, for the plugin, version and target the bundle
-//!   is for ([`bundle`]).
+//!   is for.
 //! - `keygen [--out DIR]`: writes a minisign key pair without a password, `berth.key` and `berth.pub`, for
-//!   CI ([`keys`]).
+//!   CI.
+//!
+//! `bundle`, `sign`, `keygen` and `new-plugin` run the plugin authors' library, `berth_author`, which
+//! `cargo berth` (loader/author) ships to authors outside this repository.
 //! - `bench [--quick]`: runs the benchmark suite against optimised plugins and prints the table of
 //!   BENCHMARKS.md ([`bench`]).
 //! - `new-plugin NAME`: scaffolds a plugin crate and its manifest, and adds the crate to the workspace
@@ -16,20 +19,16 @@
 #![forbid(unsafe_code)]
 
 mod bench;
-mod bundle;
 mod demo;
-mod keys;
 mod scaffold;
 
 use std::env;
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use berth::PluginName;
+use berth_author::{SigningKey, Workspace};
 use clap::{Parser, Subcommand};
-use sha2::{Digest, Sha256};
 
 /// Berth's development tasks.
 #[derive(Parser)]
@@ -90,9 +89,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Demo => demo::demo(),
-        Task::Bundle { plugins, out, key } => bundle::bundle(&plugins, out, key.as_deref()),
-        Task::Sign { bundle, key } => bundle::sign(&bundle, &key),
-        Task::Keygen { out } => keys::keygen(&out),
+        Task::Bundle { plugins, out, key } => bundle(&plugins, out, key.as_deref()),
+        Task::Sign { bundle, key } => SigningKey::load(&key)
+            .and_then(|key| berth_author::sign(&bundle, &key))
+            .map(|signed| println!("{signed}"))
+            .map_err(|e| e.to_string()),
+        Task::Keygen { out } => berth_author::keygen(&out)
+            .map(|pair| {
+                println!("{pair}");
+                eprintln!("\n{}", pair.warning());
+            })
+            .map_err(|e| e.to_string()),
         Task::NewPlugin { name } => scaffold::new_plugin(&name),
         Task::Bench { quick } => bench::bench(quick),
     };
@@ -129,21 +136,32 @@ fn library_file(krate: &str) -> String {
     format!("{}{stem}{}", env::consts::DLL_PREFIX, env::consts::DLL_SUFFIX)
 }
 
-/// The SHA-256 of `bytes`, lowercase hex, as `sha256sum` prints it and signature statements carry it.
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Creates `path` with `bytes`, refusing to replace an existing file; `mode` applies on Unix.
-fn write_new(
-    path: &Path,
-    bytes: &[u8],
-    #[cfg_attr(not(unix), allow(unused_variables))] mode: u32,
-) -> Result<(), String> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
-    let written = options.open(path).and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()));
-    written.map_err(|e| format!("cannot create {}: {e}", path.display()))
+/// Builds `plugins` (every plugin crate of the workspace when empty: a crate with a manifest in `manifests/`)
+/// in release and writes a bundle of each into `out` (default `<target dir>/bundles`), signed with the secret
+/// key at `key` when given. One line per bundle; a plugin that fails does not stop the others.
+fn bundle(plugins: &[PluginName], out: Option<PathBuf>, key: Option<&Path>) -> Result<(), String> {
+    let workspace = Workspace::open(Some(&root().join("Cargo.toml"))).map_err(|e| e.to_string())?;
+    let plugins = match plugins {
+        [] => workspace.plugins(),
+        names => names
+            .iter()
+            .map(|name| workspace.plugin(Some(name.as_str())))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?,
+    };
+    // Before the build: a wrong key or password should not wait for a release build to be reported.
+    let key = key.map(SigningKey::load).transpose().map_err(|e| e.to_string())?;
+    let out = out.unwrap_or_else(|| workspace.target_dir().join("bundles"));
+    let bundled = berth_author::bundle_all(&workspace, &plugins, &out, key.as_ref()).map_err(|e| e.to_string())?;
+    let mut failures = Vec::new();
+    for (plugin, bundled) in plugins.iter().zip(bundled) {
+        match bundled {
+            Ok(bundled) => println!("{bundled}"),
+            Err(e) => failures.push(format!("{}: {e}", plugin.name)),
+        }
+    }
+    if failures.is_empty() {
+        return Ok(());
+    }
+    Err(format!("{} of {} plugins not bundled:\n  {}", failures.len(), plugins.len(), failures.join("\n  ")))
 }

@@ -1,61 +1,82 @@
-//! Signing keys: `cargo xtask keygen` writes a minisign key pair, and [`SigningKey`] loads a secret key to sign
+//! Signing keys: [`keygen`] writes a minisign key pair, and [`SigningKey`] loads a secret key to sign
 //! libraries and to recognise its own signatures. Keys and signatures are plain minisign, so `minisign -G`
-//! makes keys this accepts and `minisign -Vm <library> -p berth.pub` checks what it signs. Only this tool
-//! signs; the host verifies with `minisign-verify` and holds no signing code.
-#![forbid(unsafe_code)]
+//! makes keys this accepts and `minisign -Vm <library> -p berth.pub` checks what it signs. Only the authors'
+//! tools sign; the host verifies with `minisign-verify` and holds no signing code.
 
+use std::fmt;
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::{env, fs};
 
 use ct_codecs::{Base64, Decoder};
-use minisign::{ErrorKind, KeyPair, PublicKey, SecretKey, SignatureBox};
+use minisign::{ErrorKind, PublicKey, SecretKey, SignatureBox};
 
-use crate::write_new;
+use crate::{Error, write_new};
 
-/// The secret key's file name in the directory `keygen` writes to.
-pub(crate) const SECRET_KEY_FILE: &str = "berth.key";
+/// The secret key's file name in the directory [`keygen`] writes to.
+pub const SECRET_KEY_FILE: &str = "berth.key";
 /// The public key's file name beside it.
-pub(crate) const PUBLIC_KEY_FILE: &str = "berth.pub";
+pub const PUBLIC_KEY_FILE: &str = "berth.pub";
 /// The environment variable that holds the password of a password-protected secret key, for CI; without it
 /// the password is asked for on the terminal.
-const PASSWORD_ENV: &str = "BERTH_KEY_PASSWORD";
+pub const PASSWORD_ENV: &str = "BERTH_KEY_PASSWORD";
+
+const KEEP_KEYS: &str = "move the old key pair away first, or choose another --out";
+
+/// A key pair [`keygen`] wrote. Its `Display` says where, and how to trust it.
+#[derive(Debug)]
+pub struct KeyPair {
+    /// The secret key file.
+    pub secret: PathBuf,
+    /// The public key file, absolute where it can be.
+    pub public: PathBuf,
+    /// The key id, as minisign prints it.
+    pub id: String,
+}
+
+impl fmt::Display for KeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "secret key: {}", self.secret.display())?;
+        writeln!(f, "public key: {}", self.public.display())?;
+        writeln!(f, "key id:     {}", self.id)?;
+        writeln!(f, "\nTo trust it, put this into the host configuration:\n")?;
+        write!(f, "[trust]\nkeys = [{:?}]", self.public.display().to_string())
+    }
+}
+
+impl KeyPair {
+    /// The warning to show beside a key without a password.
+    pub fn warning(&self) -> String {
+        format!(
+            "warning: {} has no password: whoever can read it can sign plugins your hosts will trust.\n  \
+             Keep it out of version control; in CI, keep it in the secret store. For a password-protected key, \
+             run\n  `minisign -G -p berth.pub -s berth.key`; `bundle --key` and `sign` then ask for the password, \
+             or read\n  {PASSWORD_ENV}.",
+            self.secret.display()
+        )
+    }
+}
 
 /// Writes a new key pair without a password into `dir`: `berth.key` (mode 0600 on Unix) and `berth.pub`.
 /// Refuses to replace either file: a lost secret key cannot sign for the hosts that trust its public key.
-pub fn keygen(dir: &Path) -> Result<(), String> {
+pub fn keygen(dir: &Path) -> Result<KeyPair, Error> {
     let (secret_path, public_path) = (dir.join(SECRET_KEY_FILE), dir.join(PUBLIC_KEY_FILE));
     for path in [&secret_path, &public_path] {
         if path.exists() {
-            return Err(format!(
-                "{} already exists; move the old key pair away first, or choose another --out",
-                path.display()
-            ));
+            return Err(Error::Exists { path: path.clone(), advice: KEEP_KEYS });
         }
     }
-    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let KeyPair { pk, sk } = KeyPair::generate_unencrypted_keypair().map_err(|e| format!("cannot make a key: {e}"))?;
+    fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
+    let minisign::KeyPair { pk, sk } =
+        minisign::KeyPair::generate_unencrypted_keypair().map_err(|e| Error::Key(format!("cannot make a key: {e}")))?;
     let id = key_id(pk.keynum());
-    let secret = sk.to_box(Some("minisign secret key (no password)")).map_err(|e| e.to_string())?;
-    write_new(&secret_path, secret.into_string().as_bytes(), 0o600)?;
+    let secret = sk.to_box(Some("minisign secret key (no password)")).map_err(|e| Error::Key(e.to_string()))?;
+    write_new(&secret_path, secret.into_string().as_bytes(), 0o600, KEEP_KEYS)?;
     // The form `minisign -G` writes.
     let public = format!("untrusted comment: minisign public key {id}\n{}\n", pk.to_base64());
-    write_new(&public_path, public.as_bytes(), 0o644)?;
-
-    let shown_public = fs::canonicalize(&public_path).unwrap_or(public_path);
-    println!("secret key: {}", secret_path.display());
-    println!("public key: {}", shown_public.display());
-    println!("key id:     {id}");
-    println!("\nTo trust it, put this into the host configuration:\n");
-    println!("[trust]\nkeys = [{:?}]", shown_public.display().to_string());
-    eprintln!(
-        "\nwarning: {} has no password: whoever can read it can sign plugins your hosts will trust.\n  \
-         Keep it out of version control; in CI, keep it in the secret store. For a password-protected key, run\n  \
-         `minisign -G -p berth.pub -s berth.key`; `bundle --key` and `sign` then ask for the password, or read\n  \
-         {PASSWORD_ENV}.",
-        secret_path.display()
-    );
-    Ok(())
+    write_new(&public_path, public.as_bytes(), 0o644, KEEP_KEYS)?;
+    let public = fs::canonicalize(&public_path).unwrap_or(public_path);
+    Ok(KeyPair { secret: secret_path, public, id })
 }
 
 /// A minisign key id as minisign prints it.
@@ -81,34 +102,35 @@ pub struct SigningKey {
 impl SigningKey {
     /// Reads the minisign secret key at `path`. A password-protected key is opened with the password in
     /// `BERTH_KEY_PASSWORD` or, without it, one asked for on the terminal.
-    pub fn load(path: &Path) -> Result<SigningKey, String> {
-        let text =
-            fs::read_to_string(path).map_err(|e| format!("cannot read the secret key {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<SigningKey, Error> {
+        let text = fs::read_to_string(path).map_err(Error::io("read the secret key", path))?;
         let secret = if is_password_protected(&text) {
             SecretKey::from_box(text.into(), env::var(PASSWORD_ENV).ok()).map_err(|e| {
-                format!(
-                    "{}: cannot open the password-protected secret key: {e}; the password is read from {PASSWORD_ENV} \
-                     when it is set, else asked for on the terminal",
-                    path.display()
+                Error::invalid(
+                    path,
+                    format!(
+                        "cannot open the password-protected secret key: {e}; the password is read from \
+                         {PASSWORD_ENV} when it is set, else asked for on the terminal"
+                    ),
                 )
             })?
         } else {
             SecretKey::from_unencrypted_box(text.into()).map_err(|e| match e.kind() {
-                ErrorKind::Verify => format!(
-                    "{}: the secret key's checksum does not match: it is damaged, or made by `minisign -G -W`, whose \
-                     keys have none and cannot be read here; make a key with `cargo xtask keygen`, or with \
+                ErrorKind::Verify => Error::invalid(
+                    path,
+                    "the secret key's checksum does not match: it is damaged, or made by `minisign -G -W`, whose \
+                     keys have none and cannot be read here; make a key with `cargo berth keygen`, or with \
                      `minisign -G` and a password",
-                    path.display()
                 ),
-                _ => format!("{}: not a minisign secret key ({e}); `cargo xtask keygen` makes one", path.display()),
+                _ => Error::invalid(path, format!("not a minisign secret key ({e}); `cargo berth keygen` makes one")),
             })?
         };
-        let public = PublicKey::from_secret_key(&secret).map_err(|e| format!("{}: {e}", path.display()))?;
+        let public = PublicKey::from_secret_key(&secret).map_err(|e| Error::invalid(path, e.to_string()))?;
         Ok(SigningKey { id: key_id(public.keynum()), secret, public })
     }
 
     /// A signature of `bytes` (minisign's text form, prehashed) whose trusted comment is `statement`.
-    pub fn sign(&self, bytes: &[u8], statement: &str) -> Result<String, String> {
+    pub fn sign(&self, bytes: &[u8], statement: &str) -> Result<String, Error> {
         let signature = minisign::sign(
             Some(&self.public),
             &self.secret,
@@ -116,7 +138,9 @@ impl SigningKey {
             Some(statement),
             Some("signature from berth secret key"),
         );
-        signature.map(SignatureBox::into_string).map_err(|e| format!("cannot sign with key {}: {e}", self.id))
+        signature
+            .map(SignatureBox::into_string)
+            .map_err(|e| Error::Key(format!("cannot sign with key {}: {e}", self.id)))
     }
 
     /// Whether `signature` is this key's valid signature of `bytes` with `statement` as its trusted comment.
@@ -151,7 +175,7 @@ mod tests {
         assert!(key.has_signed(signature.as_bytes(), b"library", "statement"));
         assert!(!key.has_signed(signature.as_bytes(), b"other library", "statement"));
         assert!(!key.has_signed(signature.as_bytes(), b"library", "other statement"));
-        assert!(keygen(dir.path()).unwrap_err().contains("already exists"));
+        assert!(matches!(keygen(dir.path()), Err(Error::Exists { .. })));
     }
 
     #[test]

@@ -70,6 +70,7 @@ mod fsutil;
 pub mod guarded;
 mod host;
 pub mod install;
+pub mod json;
 mod load;
 mod logbridge;
 pub mod manifest;

@@ -17,13 +17,12 @@ use abi_stable::std_types::RStr;
 use berth_plugin_api::abi::{HostContext, PluginModRef, PluginObject};
 use berth_plugin_api::{API_VERSION, summarize_layout_errors};
 use semver::Version;
-use serde::Serialize;
 
 use crate::error::LoadError;
 use crate::manifest::Manifest;
 
 /// What a library reports about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LibraryInfo {
     /// The plugin's name (its Cargo package name).

@@ -6,8 +6,7 @@ use serde::{Deserialize, Deserializer, de};
 
 /// A plugin's name: 1 to 64 characters of lowercase ASCII letters, digits and '-', starting with a letter or
 /// digit. It is the plugin crate's Cargo package name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PluginName(String);
 
 impl PluginName {

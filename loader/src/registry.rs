@@ -29,8 +29,7 @@ use crate::verify::FileStamp;
 
 /// Where a plugin is in its lifecycle: Discovered -> Validated -> Loaded -> Active, or Failed (reason kept),
 /// Disabled (by its manifest), Removed (its manifest is gone), Retired (shut down with the host).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PluginState {
     /// Its manifest was found and parsed.
@@ -53,8 +52,16 @@ pub enum PluginState {
 
 impl fmt::Display for PluginState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        f.write_str(&text)
+        f.write_str(match self {
+            PluginState::Discovered => "discovered",
+            PluginState::Validated => "validated",
+            PluginState::Loaded => "loaded",
+            PluginState::Active => "active",
+            PluginState::Failed => "failed",
+            PluginState::Disabled => "disabled",
+            PluginState::Removed => "removed",
+            PluginState::Retired => "retired",
+        })
     }
 }
 
@@ -142,7 +149,7 @@ impl fmt::Display for Event {
 }
 
 /// A snapshot of one plugin's status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PluginStatus {
     /// Its name.
@@ -173,7 +180,7 @@ pub struct PluginStatus {
 }
 
 /// The retired generations of every plugin, and the bytes of library they keep mapped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Retired {
     /// Retired generations.

@@ -200,8 +200,7 @@ fn key_id_of_line(base64_line: &str) -> Option<String> {
 }
 
 /// How far a loaded library is trusted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "trust", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trust {
     /// Signed by this trusted key, for this plugin, version, target and bytes.
     Signed {

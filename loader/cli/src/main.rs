@@ -71,11 +71,14 @@ enum Command {
         /// Also tell, for each plugin, whether it would load on a host built against this plugin-api version.
         #[arg(long, value_name = "VERSION")]
         host_api: Option<semver::Version>,
+        /// Print JSON (berth::json, schema 1) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Verify a bundle completely, then install it as PLUGIN_DIR/NAME in one atomic step (a running host
     /// reloads it). An interrupted install leaves the installed version in place.
     Install {
-        /// The bundle (NAME-VERSION-TARGET.tar.gz, from `cargo xtask bundle`).
+        /// The bundle (NAME-VERSION-TARGET.tar.gz, from `cargo berth bundle`).
         bundle: PathBuf,
         /// The plugin directory to install into (default: the first configured one).
         #[arg(long, value_name = "DIR")]
@@ -83,11 +86,17 @@ enum Command {
         /// Allow an older version than the one installed or accepted, and pin it in its manifest.
         #[arg(long)]
         pin: bool,
+        /// Print JSON (berth::json, schema 1) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Check a bundle, or an installed plugin by name, as a host would before loading it.
     Verify {
         /// A bundle file or an installed plugin's name.
         target: String,
+        /// Print JSON (berth::json, schema 1) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output.
     Completions {
@@ -119,6 +128,9 @@ enum Command {
     Info {
         /// A plugin name, a library path or a manifest path.
         target: String,
+        /// Print JSON (berth::json, schema 1) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Keep the host running, watching the plugin directories and hot-reloading what changes; print every
     /// lifecycle event. Ctrl-C or SIGTERM shuts the plugins down (dependents first) and exits.
@@ -129,6 +141,9 @@ enum Command {
         /// How often --call calls (e.g. 250ms, 1s).
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         every: Duration,
+        /// Print one JSON document per line (berth::json::EventLine, schema 1) instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -217,29 +232,31 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
         _ => {}
     }
     let config = host_config(cli)?;
-    if let Command::Info { target } = &cli.command {
+    if let Command::Info { target, json } = &cli.command {
         let path = Path::new(target);
         if path.is_file() && path.extension().is_none_or(|ext| ext != "toml") {
-            return info::inspect(path, &config.cache_dir);
+            return info::inspect(path, &config.cache_dir, *json);
         }
     }
     match &cli.command {
-        Command::Install { bundle, to, pin } => return installing::install(&config, bundle, to.as_deref(), *pin),
-        Command::Verify { target } => return installing::verify(&config, target),
+        Command::Install { bundle, to, pin, json } => {
+            return installing::install(&config, bundle, to.as_deref(), *pin, *json);
+        }
+        Command::Verify { target, json } => return installing::verify(&config, target, *json),
         Command::Enable { name } => return installing::set_enabled(&config, name, true),
         Command::Disable { name } => return installing::set_enabled(&config, name, false),
         _ => {}
     }
     let host = Host::new(config).map_err(|e| e.to_string())?;
-    if let Command::Run { call, every } = &cli.command {
-        return running::run_host(host, call.as_deref(), *every);
+    if let Command::Run { call, every, json } = &cli.command {
+        return running::run_host(host, call.as_deref(), *every, *json);
     }
     let report = host.load_all();
     match &cli.command {
         Command::List { json } => list::list(&host, &report, *json),
-        Command::Check { verbose, host_api } => Ok(check::check(&host, &report, *verbose, host_api.as_ref())),
+        Command::Check { verbose, host_api, json } => check::check(&host, &report, *verbose, host_api.as_ref(), *json),
         Command::Call { plugin, method, input } => call::call(&host, plugin, method, input.as_deref()),
-        Command::Info { target } => info::info(&host, &report, target),
+        Command::Info { target, json } => info::info(&host, &report, target, *json),
         _ => unreachable!("handled above"),
     }
 }

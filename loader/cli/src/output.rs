@@ -17,6 +17,20 @@ macro_rules! say {
     }};
 }
 
+/// Prints a JSON document (`berth::json`), pretty, as the command's whole output.
+pub(crate) fn print_json(document: &impl serde::Serialize) -> Result<(), String> {
+    say!("{}", serde_json::to_string_pretty(document).map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+/// Prints one JSON line (`berth run --json`).
+pub(crate) fn print_json_line(line: &berth::json::EventLine) {
+    match serde_json::to_string(line) {
+        Ok(text) => say!("{text}"),
+        Err(error) => eprintln!("berth: cannot write a JSON line: {error}"),
+    }
+}
+
 /// A write to stdout failed: a closed pipe ends the command with success and no word, anything else with the
 /// error.
 pub(crate) fn output_failed(error: io::Error) -> ! {

@@ -306,3 +306,68 @@ fn issue_12_closed_output_log_filters_and_colour_behave_as_cli_users_expect() {
     let man = stdout(&layout.berth().arg("man").output().unwrap());
     assert!(man.contains(".TH berth 1") && man.contains("insecure\\-permissions"), "{man}");
 }
+
+/// `--json` on every command that reports: each prints one document of `berth::json` schema 1 (`run`, one per
+/// line), with the fields a program reads.
+#[test]
+fn every_reporting_command_prints_versioned_json() {
+    let json = |output: &Output| -> Value {
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(output)))
+    };
+    let layout = layout_with_one_failure();
+
+    let check = berth(&layout, &["check", "--json", "--host-api", "2.0.0"]);
+    assert_eq!(check.status.code(), Some(1));
+    let check = json(&check);
+    assert_eq!(
+        (check["schema"].as_u64(), check["checked"].as_u64(), check["failed"].as_u64()),
+        (Some(1), Some(3), Some(1))
+    );
+    assert!(check["failures"][0]["error"].as_str().unwrap().contains("layout differs"), "{check}");
+    let verdicts = check["host_api_check"]["plugins"].as_array().unwrap();
+    assert!(verdicts.iter().all(|v| v["loads"] == false && v["reason"].is_string()), "{check}");
+
+    let info = json(&berth(&layout, &["info", "quota", "--json"]));
+    assert_eq!(
+        (info["schema"].as_u64(), info["kind"].as_str(), info["name"].as_str()),
+        (Some(1), Some("plugin"), Some("quota"))
+    );
+    assert_eq!(
+        (info["state"].as_str(), info["trust"]["state"].as_str()),
+        (Some("active"), Some("untrusted")),
+        "{info}"
+    );
+    assert_eq!(info["health"]["status"], "ok", "{info}");
+    let file = library("greeter").to_string_lossy().into_owned();
+    let inspected = json(&berth(&layout, &["info", &file, "--json"]));
+    assert_eq!((inspected["kind"].as_str(), inspected["name"].as_str()), (Some("library"), Some("greeter")));
+
+    let bundles = tempfile::tempdir().unwrap();
+    let bundle = berth_tests::example_bundle("greeter", "1.0.0", &library("greeter"), None, bundles.path());
+    let bundle = bundle.to_string_lossy().into_owned();
+    let verified = json(&berth(&layout, &["verify", &bundle, "--json"]));
+    assert_eq!((verified["schema"].as_u64(), verified["version"].as_str()), (Some(1), Some("1.0.0")), "{verified}");
+    assert_eq!(verified["trust"]["state"], "untrusted", "{verified}");
+    let installed = json(&berth(&layout, &["install", &bundle, "--json"]));
+    assert_eq!(
+        (installed["verified"]["name"].as_str(), installed["replaced"].as_str()),
+        (Some("greeter"), Some("1.0.0"))
+    );
+
+    let mut run = BerthRun::start({
+        let mut command = layout.berth();
+        command.args(["run", "--json", "--call", "greeter greet {\"name\":\"ops\"}", "--every", "50ms"]);
+        command
+    });
+    let parse =
+        |line: &str| -> Value { serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")) };
+    let loaded = parse(&run.wait_line(|l| l.contains(r#""kind":"loaded""#) && l.contains(r#""plugin":"greeter""#)));
+    assert_eq!((loaded["type"].as_str(), loaded["generation"].as_u64()), (Some("event"), Some(1)), "{loaded}");
+    let serving = parse(&run.wait_line(|l| l.contains(r#""type":"host""#)));
+    assert_eq!(serving["state"], "serving");
+    let call = parse(&run.wait_line(|l| l.contains(r#""type":"call""#)));
+    assert_eq!((call["output"].as_str(), call["schema"].as_u64()), (Some(r#""Hello, ops!""#), Some(1)), "{call}");
+    let rest = run.stop();
+    assert!(rest.iter().all(|line| serde_json::from_str::<Value>(line).is_ok()), "a line is not JSON: {rest:#?}");
+    assert!(rest.last().is_some_and(|line| line.contains(r#""state":"stopped""#)), "{rest:#?}");
+}

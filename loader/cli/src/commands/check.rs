@@ -4,41 +4,55 @@ use std::process::ExitCode;
 
 use berth::{Host, LoadFailure, LoadReport};
 
-pub(crate) fn check(host: &Host, report: &LoadReport, verbose: bool, host_api: Option<&semver::Version>) -> ExitCode {
+use crate::output::print_json;
+
+pub(crate) fn check(
+    host: &Host,
+    report: &LoadReport,
+    verbose: bool,
+    host_api: Option<&semver::Version>,
+    json: bool,
+) -> Result<ExitCode, String> {
+    let verdicts = host_api.map(|version| (version, host.would_load_on(version)));
+    let mut summary = berth::json::Check::new(report);
+    if let Some((version, verdicts)) = &verdicts {
+        summary = summary.with_host_api(version, verdicts);
+    }
+    let code = if summary.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    if json {
+        print_json(&summary)?;
+        return Ok(code);
+    }
     for failure in &report.failures {
         say!("FAIL {failure}");
         if verbose {
             print_details(failure);
         }
     }
-    let mut refused = 0;
-    if let Some(version) = host_api {
-        let verdicts = host.would_load_on(version);
-        for (status, verdict) in &verdicts {
+    if let Some((version, verdicts)) = &verdicts {
+        for (status, verdict) in verdicts {
             match verdict {
                 Ok(()) => say!("ok   {} {} would load on plugin-api {version}", status.name, status.version),
                 Err(reason) => say!("FAIL {} {} on plugin-api {version}: {reason}", status.name, status.version),
             }
         }
-        refused = verdicts.iter().filter(|(_, verdict)| verdict.is_err()).count();
-        say!("{} of {} plugin(s) would load on plugin-api {version}", verdicts.len() - refused, verdicts.len());
+        let loads = verdicts.iter().filter(|(_, verdict)| verdict.is_ok()).count();
+        say!("{loads} of {} plugin(s) would load on plugin-api {version}", verdicts.len());
     }
-    // A plugin directory that cannot be read is a failure, but not a manifest.
-    let dirs = report.failures.iter().filter(|f| matches!(f.error, berth::LoadError::PluginDir { .. })).count();
-    let failed = report.failures.len() - dirs;
-    let total = report.loaded.len() + report.disabled.len() + failed;
-    let unreadable = match dirs {
+    let unreadable = match summary.unreadable_dirs {
         0 => String::new(),
         1 => "; 1 plugin directory unreadable".to_owned(),
         n => format!("; {n} plugin directories unreadable"),
     };
     say!(
-        "{total} manifest(s) checked against plugin-api {}: {} loaded, {} disabled, {failed} failed{unreadable}",
-        berth::HOST_API_VERSION,
-        report.loaded.len(),
-        report.disabled.len(),
+        "{} manifest(s) checked against plugin-api {}: {} loaded, {} disabled, {} failed{unreadable}",
+        summary.checked,
+        summary.host_api,
+        summary.loaded,
+        summary.disabled,
+        summary.failed,
     );
-    if report.failures.is_empty() && refused == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    Ok(code)
 }
 
 pub(crate) fn print_details(failure: &LoadFailure) {

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use berth::{Host, LoadReport, PluginStatus};
 
-use crate::output::LIST_HINT;
+use crate::output::{LIST_HINT, print_json};
 
-pub(crate) fn info(host: &Host, report: &LoadReport, target: &str) -> Result<ExitCode, String> {
+pub(crate) fn info(host: &Host, report: &LoadReport, target: &str, json: bool) -> Result<ExitCode, String> {
     let path = Path::new(target);
     let by_manifest = |status: &&PluginStatus| path.is_file() && same_file(&status.manifest, path);
     let statuses = host.plugins();
@@ -15,11 +15,21 @@ pub(crate) fn info(host: &Host, report: &LoadReport, target: &str) -> Result<Exi
         statuses.iter().find(|s| s.name.as_str() == target).or_else(|| statuses.iter().find(by_manifest))
     else {
         if let Some(failure) = report.failures.iter().find(|f| same_file(&f.manifest, path)) {
+            if json {
+                print_json(&berth::json::Info::failed(failure))?;
+                return Ok(ExitCode::FAILURE);
+            }
             say!("manifest: {}\nstate:    failed\nreason:   {}", failure.manifest.display(), failure.error);
             return Ok(ExitCode::FAILURE);
         }
         return Err(format!("no plugin named {target:?} and no such library or manifest; {LIST_HINT}"));
     };
+    let serving = status.generation.is_some() && status.library.is_some();
+    let health = if serving { host.plugin(status.name.as_str()).and_then(|h| h.health()).ok() } else { None };
+    if json {
+        print_json(&berth::json::Info::plugin(status, health.as_ref()))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     say!("name:       {}", status.name);
     say!("version:    {}", status.version);
     say!("state:      {}", status.state);
@@ -41,7 +51,7 @@ pub(crate) fn info(host: &Host, report: &LoadReport, target: &str) -> Result<Exi
         if let Some(trust) = &status.trust {
             say!("trust:      {trust}");
         }
-        if let Ok(health) = host.plugin(target).and_then(|h| h.health()) {
+        if let Some(health) = health {
             let detail = if health.detail.is_empty() { String::new() } else { format!(" ({})", health.detail) };
             say!("health:     {:?}{detail}", health.status);
         }
@@ -49,8 +59,12 @@ pub(crate) fn info(host: &Host, report: &LoadReport, target: &str) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn inspect(path: &Path, cache_dir: &Path) -> Result<ExitCode, String> {
+pub(crate) fn inspect(path: &Path, cache_dir: &Path, json: bool) -> Result<ExitCode, String> {
     let library = berth::inspect_library(path, cache_dir).map_err(|e| e.to_string())?;
+    if json {
+        print_json(&berth::json::Info::library(path, &library))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     say!("file:       {}", path.display());
     say!("name:       {}", library.name);
     say!("version:    {}", library.version);

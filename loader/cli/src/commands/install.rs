@@ -5,15 +5,25 @@ use std::process::ExitCode;
 
 use berth::HostConfig;
 
-use crate::output::LIST_HINT;
+use crate::output::{LIST_HINT, print_json};
 use berth::install::{self, Verification};
 
 use super::info::print_library;
 
 /// `berth install`: verify, then put in place.
-pub(crate) fn install(config: &HostConfig, bundle: &Path, to: Option<&Path>, pin: bool) -> Result<ExitCode, String> {
+pub(crate) fn install(
+    config: &HostConfig,
+    bundle: &Path,
+    to: Option<&Path>,
+    pin: bool,
+    json: bool,
+) -> Result<ExitCode, String> {
     let dir = to.or(config.plugin_dirs.first().map(PathBuf::as_path)).ok_or("no plugin directory: pass --to DIR")?;
     let installed = install::install(bundle, dir, config, pin).map_err(|e| e.to_string())?;
+    if json {
+        print_json(&berth::json::Install::from(&installed))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     print_verification(&installed.verification);
     for key in &installed.kept {
         say!("kept:       `{key}` from the manifest installed before");
@@ -29,14 +39,19 @@ pub(crate) fn install(config: &HostConfig, bundle: &Path, to: Option<&Path>, pin
 }
 
 /// `berth verify BUNDLE|PLUGIN`.
-pub(crate) fn verify(config: &HostConfig, target: &str) -> Result<ExitCode, String> {
+pub(crate) fn verify(config: &HostConfig, target: &str, json: bool) -> Result<ExitCode, String> {
     // A plugin name has no dots or slashes: anything else (or anything that exists) is a bundle's path.
     let verification = if berth::PluginName::new(target).is_err() || Path::new(target).exists() {
         install::verify_bundle(Path::new(target), config)
     } else {
         install::verify_installed(target, config)
     };
-    print_verification(&verification.map_err(install_message)?);
+    let verification = verification.map_err(install_message)?;
+    if json {
+        print_json(&berth::json::Verified::from(&verification))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_verification(&verification);
     say!("verified: it passes every check a host with this configuration makes before it creates the plugin");
     Ok(ExitCode::SUCCESS)
 }

@@ -4,20 +4,12 @@ use std::process::ExitCode;
 
 use berth::{Host, LoadReport, PluginStatus};
 
-use crate::output::print_table;
+use crate::output::{print_json, print_table};
 
 pub(crate) fn list(host: &Host, report: &LoadReport, json: bool) -> Result<ExitCode, String> {
     let statuses = host.plugins();
     if json {
-        let unnamed: Vec<_> = report
-            .failures
-            .iter()
-            .filter(|f| f.plugin.is_none())
-            .map(|f| serde_json::json!({ "manifest": f.manifest, "state": "failed", "reason": f.error.to_string() }))
-            .collect();
-        let out =
-            serde_json::json!({ "host_api": berth::HOST_API_VERSION, "plugins": statuses, "unreadable": unnamed });
-        say!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+        print_json(&berth::json::List::new(&statuses, report))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = vec![["NAME", "VERSION", "STATE", "GEN", "API", "DETAIL"].map(str::to_owned)];

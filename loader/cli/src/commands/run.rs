@@ -4,24 +4,39 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use berth::Host;
+use berth::json::EventLine;
+
+use crate::output::print_json_line;
 
 /// `berth run`: load, watch, print events (and the answers of `--call`) until Ctrl-C or SIGTERM.
-pub(crate) fn run_host(host: Host, call: Option<&str>, every: Duration) -> Result<ExitCode, String> {
+/// With `json`, every line is a JSON document (`berth::json::EventLine`) instead.
+pub(crate) fn run_host(host: Host, call: Option<&str>, every: Duration, json: bool) -> Result<ExitCode, String> {
     let host = std::sync::Arc::new(host);
     let call = call.map(parse_call).transpose()?;
     let events = host.subscribe();
     let printer = std::thread::spawn(move || {
         for event in events {
-            say!("event: {event}");
+            match json {
+                true => print_json_line(&EventLine::from(&event)),
+                false => say!("event: {event}"),
+            }
         }
     });
     let report = host.load_all();
     for failure in report.failures.iter().filter(|f| f.plugin.is_none()) {
-        say!("event: {failure}");
+        match json {
+            true => print_json_line(&EventLine::unreadable(failure)),
+            false => say!("event: {failure}"),
+        }
     }
     let watcher = host.watch().map_err(|e| e.to_string())?;
-    let dirs: Vec<String> = host.config().plugin_dirs.iter().map(|d| d.display().to_string()).collect();
-    say!("berth: serving, watching {}; Ctrl-C or SIGTERM stops", dirs.join(", "));
+    let plugin_dirs = host.config().plugin_dirs.clone();
+    let host_line = |state: &'static str, text: &str| match json {
+        true => print_json_line(&EventLine::host(state, &plugin_dirs)),
+        false => say!("berth: {text}"),
+    };
+    let dirs: Vec<String> = plugin_dirs.iter().map(|d| d.display().to_string()).collect();
+    host_line("serving", &format!("serving, watching {}; Ctrl-C or SIGTERM stops", dirs.join(", ")));
     // The calls run on a thread of their own: a slow plugin must never keep the signal from being handled.
     // Dropping `stop` ends the caller's wait at once, however long `--every` is.
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
@@ -30,9 +45,11 @@ pub(crate) fn run_host(host: Host, call: Option<&str>, every: Duration) -> Resul
         std::thread::spawn(move || {
             loop {
                 // Looked up every time: the plugin may be installed after `run` started.
-                match host.plugin(&plugin).and_then(|handle| handle.call(&method, input.as_bytes())) {
-                    Ok(output) => say!("call {plugin} {method}: {}", String::from_utf8_lossy(&output)),
-                    Err(error) => say!("call {plugin} {method}: error: {error}"),
+                let outcome = host.plugin(&plugin).and_then(|handle| handle.call(&method, input.as_bytes()));
+                match (&outcome, json) {
+                    (_, true) => print_json_line(&EventLine::call(&plugin, &method, &outcome)),
+                    (Ok(output), false) => say!("call {plugin} {method}: {}", String::from_utf8_lossy(output)),
+                    (Err(error), false) => say!("call {plugin} {method}: error: {error}"),
                 }
                 if stopped.recv_timeout(every) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
                     return;
@@ -57,12 +74,12 @@ pub(crate) fn run_host(host: Host, call: Option<&str>, every: Duration) -> Resul
     if let Some(caller) = caller {
         let _ = caller.join();
     }
-    say!("berth: stopping");
+    host_line("stopping", "stopping");
     drop(watcher);
     host.shutdown();
     drop(host);
     let _ = printer.join();
-    say!("berth: stopped");
+    host_line("stopped", "stopped");
     Ok(ExitCode::SUCCESS)
 }
 

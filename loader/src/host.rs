@@ -13,7 +13,7 @@ use crate::load;
 use crate::manifest::Manifest;
 use crate::reconcile::{Inner, LoadReport, Scope};
 use crate::registry::CallError;
-use crate::registry::{Event, PluginHandle, PluginState, PluginStatus, Retired};
+use crate::registry::{Event, Observer, PluginHandle, PluginState, PluginStatus, Registry, Retired, Subscribers};
 use crate::trust::{AcceptedVersions, DEFAULT_MAX_LIBRARY};
 use crate::verify::{PrivateCache, check_binary, check_panic_strategy, read_library_file};
 use crate::watch::Watcher;
@@ -24,13 +24,51 @@ pub struct Host {
     inner: Arc<Inner>,
 }
 
-impl Host {
-    /// Creates a host; fails only when the private cache or data directory cannot be created or is not
+/// A host being put together: its configuration, and what is plugged into it. New kinds of observers and
+/// backends arrive here as methods, so [`HostConfig`] stays the file-shaped configuration.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let mut config = berth::HostConfig::default();
+/// # config.plugin_dirs = vec![dir.path().join("plugins")];
+/// # (config.cache_dir, config.data_dir) = (dir.path().join("cache"), dir.path().join("data"));
+/// let host = berth::Host::builder(config).observer(|event: &berth::Event| eprintln!("{event}")).build()?;
+/// # Ok::<(), berth::HostError>(())
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct HostBuilder {
+    config: HostConfig,
+    observers: Vec<Box<dyn Observer>>,
+}
+
+impl HostBuilder {
+    /// Tells `observer` of every lifecycle event, on the thread that made the change (see [`Observer`]); for
+    /// events on another thread, use [`Host::subscribe`].
+    pub fn observer(mut self, observer: impl Observer + 'static) -> HostBuilder {
+        self.observers.push(Box::new(observer));
+        self
+    }
+
+    /// Creates the host; fails only when the private cache or data directory cannot be created or is not
     /// private, or when the record of accepted versions in the data directory cannot be read.
-    pub fn new(config: HostConfig) -> Result<Host, HostError> {
+    pub fn build(self) -> Result<Host, HostError> {
+        let HostBuilder { config, observers } = self;
         let cache = PrivateCache::open(&config.cache_dir)?;
         let versions = AcceptedVersions::open(&config.data_dir)?;
-        Ok(Host { inner: Arc::new(Inner::new(config, cache, versions)) })
+        let registry = Registry::new(Subscribers::new(observers));
+        Ok(Host { inner: Arc::new(Inner::new(config, cache, versions, registry)) })
+    }
+}
+
+impl Host {
+    /// Creates a host with nothing plugged in: `Host::builder(config).build()`.
+    pub fn new(config: HostConfig) -> Result<Host, HostError> {
+        Host::builder(config).build()
+    }
+
+    /// A host to put together: observers first, then [`HostBuilder::build`].
+    pub fn builder(config: HostConfig) -> HostBuilder {
+        HostBuilder { config, observers: Vec::new() }
     }
 
     /// The configuration the host runs with.

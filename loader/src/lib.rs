@@ -70,6 +70,7 @@ mod fsutil;
 pub mod guarded;
 mod host;
 pub mod install;
+mod instance;
 pub mod json;
 mod load;
 mod logbridge;
@@ -85,12 +86,12 @@ pub use berth_plugin_api::{ErrorKind, HealthStatus, Interface, ext};
 pub use bundle::Bundle;
 pub use config::{HostConfig, Overrides, PLUGIN_PATH_ENV, ReloadConfig};
 pub use error::{BundleError, DependencyProblem, HostError, KeyError, LoadError, LoadFailure, ManifestError};
-pub use host::{Host, InspectError, WouldNotLoad, inspect_library};
+pub use host::{Host, HostBuilder, InspectError, WouldNotLoad, inspect_library};
 pub use load::LibraryInfo;
 pub use manifest::{Manifest, PluginName};
 pub use reconcile::LoadReport;
 pub use registry::{
-    CallError, Event, EventKind, Health, LocalTyped, PluginHandle, PluginState, PluginStatus, Retired, Typed,
+    CallError, Event, EventKind, Health, LocalTyped, Observer, PluginHandle, PluginState, PluginStatus, Retired, Typed,
 };
 pub use trust::{Trust, TrustConfig, TrustPolicy, TrustedKey};
 pub use watch::Watcher;

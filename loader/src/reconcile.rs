@@ -24,6 +24,7 @@ use semver::Version;
 use crate::config::HostConfig;
 use crate::discover::discover;
 use crate::error::{DependencyProblem, LoadError, LoadFailure, ManifestError};
+use crate::instance::Instance;
 use crate::load;
 use crate::logbridge;
 use crate::manifest::{Manifest, PluginName};
@@ -94,15 +95,13 @@ enum Reload {
 }
 
 impl Inner {
-    pub(crate) fn new(config: HostConfig, cache: PrivateCache, versions: AcceptedVersions) -> Inner {
-        Inner {
-            config,
-            cache,
-            versions,
-            registry: Registry::default(),
-            lock: Mutex::new(()),
-            closed: AtomicBool::new(false),
-        }
+    pub(crate) fn new(
+        config: HostConfig,
+        cache: PrivateCache,
+        versions: AcceptedVersions,
+        registry: Registry,
+    ) -> Inner {
+        Inner { config, cache, versions, registry, lock: Mutex::new(()), closed: AtomicBool::new(false) }
     }
 
     /// Takes every plugin out of service; later rescans do nothing.
@@ -414,7 +413,7 @@ impl Inner {
             sha256: verified.sha256,
             stamp: verified.stamp,
             trust: verified.trust,
-            object,
+            instance: Instance::InProcess(object),
             interfaces: Interfaces::default(),
             handed_over: None,
         })

@@ -16,12 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use abi_stable::std_types::{RErr, ROk, RSlice, RStr};
 use arc_swap::ArcSwapOption;
-use berth_plugin_api::abi::{HealthReport, PluginError, PluginObject};
+use berth_plugin_api::abi::PluginError;
 use berth_plugin_api::{ErrorKind, HealthStatus, Interface};
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::instance::Instance;
 use crate::load::LibraryInfo;
 use crate::manifest::{Manifest, PluginName};
 use crate::trust::Trust;
@@ -199,7 +199,8 @@ pub(crate) struct Generation {
     pub stamp: FileStamp,
     /// What its signature says.
     pub trust: Trust,
-    pub object: PluginObject,
+    /// The live instance it serves through.
+    pub instance: Instance,
     /// The typed interfaces callers asked this generation for, resolved once (see [`Typed`]).
     pub interfaces: Interfaces,
     /// How long the state hand-over into this generation took (export and import), if there was one: the
@@ -223,7 +224,7 @@ impl Generation {
     /// The extension interface `I` of this generation's instance, layout-checked: `None` when the plugin does
     /// not provide it, an error (the first layout difference) when it does with another layout.
     pub(crate) fn extension<I: Interface>(&self) -> Result<Option<I::Handle>, String> {
-        let Some(extension) = self.object.extension(RStr::from_str(I::ID)).into_option() else {
+        let Some(extension) = self.instance.extension(I::ID) else {
             return Ok(None);
         };
         extension.into_object::<I>().map(|object| Some(I::handle(object))).map_err(|mismatch| mismatch.summary)
@@ -311,19 +312,49 @@ impl Drop for Generation {
     /// Runs when the last caller using this generation is done: shutdown happens exactly once, never under a
     /// call in flight.
     fn drop(&mut self) {
-        if let RErr(error) = self.object.shutdown() {
+        if let Err(error) = self.instance.shutdown() {
             tracing::warn!(plugin = %self.manifest.name, generation = self.number, "shutdown failed: {}", error.message);
         }
     }
 }
 
-#[derive(Default)]
-struct Subscribers(Mutex<Vec<Sender<Event>>>);
+/// Something told of every lifecycle event, registered with [`HostBuilder::observer`](crate::HostBuilder::observer).
+///
+/// Observers run on the thread that made the change (a load, the watcher's reload), one after another in the
+/// order they were registered, before the next step of the walk. Keep them quick, and never call
+/// [`Host::load_all`](crate::Host::load_all) or [`Host::shutdown`](crate::Host::shutdown) from one (reading
+/// statuses and calling plugins is fine). A panic in an observer is contained and logged.
+pub trait Observer: Send + Sync {
+    /// Called with each event.
+    fn on_event(&self, event: &Event);
+}
+
+impl<F: Fn(&Event) + Send + Sync> Observer for F {
+    fn on_event(&self, event: &Event) {
+        self(event)
+    }
+}
+
+/// Where events go: the observers the host was built with, and the channels of [`Host::subscribe`](crate::Host::subscribe).
+pub(crate) struct Subscribers {
+    observers: Vec<Box<dyn Observer>>,
+    channels: Mutex<Vec<Sender<Event>>>,
+}
 
 impl Subscribers {
+    pub(crate) fn new(observers: Vec<Box<dyn Observer>>) -> Subscribers {
+        Subscribers { observers, channels: Mutex::default() }
+    }
+
     fn send(&self, event: Event) {
-        let mut subscribers = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        subscribers.retain(|subscriber| subscriber.send(event.clone()).is_ok());
+        for observer in &self.observers {
+            let observed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| observer.on_event(&event)));
+            if observed.is_err() {
+                tracing::error!(plugin = %event.plugin, "an event observer panicked on: {event}");
+            }
+        }
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels.retain(|channel| channel.send(event.clone()).is_ok());
     }
 }
 
@@ -446,7 +477,6 @@ impl Slot {
 }
 
 /// The plugins a host knows.
-#[derive(Default)]
 pub(crate) struct Registry {
     slots: RwLock<BTreeMap<PluginName, Arc<Slot>>>,
     subscribers: Arc<Subscribers>,
@@ -454,9 +484,14 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// A registry whose events go to `subscribers`.
+    pub(crate) fn new(subscribers: Subscribers) -> Registry {
+        Registry { slots: RwLock::default(), subscribers: Arc::new(subscribers), activations: AtomicU64::new(0) }
+    }
+
     pub(crate) fn subscribe(&self) -> Receiver<Event> {
         let (sender, receiver) = mpsc::channel();
-        self.subscribers.0.lock().unwrap_or_else(|e| e.into_inner()).push(sender);
+        self.subscribers.channels.lock().unwrap_or_else(|e| e.into_inner()).push(sender);
         receiver
     }
 
@@ -941,10 +976,10 @@ impl PluginHandle {
         let Some(generation) = current.as_ref() else {
             return Err(self.slot.not_active());
         };
-        match generation.object.call(RStr::from_str(method), RSlice::from_slice(input)) {
-            ROk(output) => Ok(output.into_vec()),
-            RErr(error) => Err(self.failed_call(generation, &format!("call {method:?}"), error)),
-        }
+        generation
+            .instance
+            .call(method, input)
+            .map_err(|error| self.failed_call(generation, &format!("call {method:?}"), error))
     }
 
     /// Calls `method` with `request` encoded as JSON, and decodes the JSON answer.
@@ -964,8 +999,8 @@ impl PluginHandle {
     pub fn health(&self) -> Result<Health, CallError> {
         let current = self.slot.current.load();
         let generation = current.as_ref().ok_or_else(|| self.slot.not_active())?;
-        let HealthReport { status, detail } = generation.object.health();
-        Ok(Health { status, detail: detail.into_string() })
+        let (status, detail) = generation.instance.health();
+        Ok(Health { status, detail })
     }
 
     /// The plugin's extension interface `I`, checked against the layout this host expects.

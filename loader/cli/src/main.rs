@@ -247,10 +247,10 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
         Command::Disable { name } => return installing::set_enabled(&config, name, false),
         _ => {}
     }
-    let host = Host::new(config).map_err(|e| e.to_string())?;
     if let Command::Run { call, every, json } = &cli.command {
-        return running::run_host(host, call.as_deref(), *every, *json);
+        return running::run_host(config, call.as_deref(), *every, *json);
     }
+    let host = Host::new(config).map_err(|e| e.to_string())?;
     let report = host.load_all();
     match &cli.command {
         Command::List { json } => list::list(&host, &report, *json),

@@ -200,3 +200,30 @@ fn a_disabled_plugin_is_registered_but_not_loaded() {
     let error = host.plugin("greeter").unwrap().call("greet", b"{}").unwrap_err();
     assert!(matches!(error, CallError::NotActive { state: PluginState::Disabled, .. }), "{error}");
 }
+
+/// Observers plugged in with `Host::builder` see every event, in order, as it happens; one that panics is
+/// contained and the others (and the host) go on.
+#[test]
+fn observers_registered_with_the_builder_see_every_event_and_a_panicking_one_is_contained() {
+    let layout = Layout::new();
+    layout.add_example("greeter");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    let host = berth::Host::builder(layout.config())
+        .observer(|_: &berth::Event| panic!("a broken observer"))
+        .observer(move |event: &berth::Event| record.lock().unwrap().push(event.to_string()))
+        .build()
+        .unwrap();
+    let channel = host.subscribe();
+    assert!(host.load_all().failures.is_empty());
+    let greeting: String =
+        host.plugin("greeter").unwrap().call_json("greet", &serde_json::json!({"name": "ops"})).unwrap();
+    assert_eq!(greeting, "Hello, ops!");
+    host.shutdown();
+    let seen = seen.lock().unwrap().clone();
+    let loaded = seen.iter().position(|e| e.starts_with("greeter: loaded 1.0.0")).expect("loaded seen");
+    let retired = seen.iter().position(|e| e.starts_with("greeter: shut down")).expect("shut down seen");
+    assert!(seen[0].starts_with("greeter: discovered") && loaded < retired, "{seen:#?}");
+    let through_channel: Vec<String> = channel.try_iter().map(|event| event.to_string()).collect();
+    assert_eq!(through_channel, seen, "the observer and a subscriber see the same events in the same order");
+}

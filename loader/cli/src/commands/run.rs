@@ -3,25 +3,26 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use berth::Host;
 use berth::json::EventLine;
+use berth::{Event, Host, HostConfig};
 
 use crate::output::print_json_line;
 
 /// `berth run`: load, watch, print events (and the answers of `--call`) until Ctrl-C or SIGTERM.
 /// With `json`, every line is a JSON document (`berth::json::EventLine`) instead.
-pub(crate) fn run_host(host: Host, call: Option<&str>, every: Duration, json: bool) -> Result<ExitCode, String> {
-    let host = std::sync::Arc::new(host);
+pub(crate) fn run_host(
+    config: HostConfig,
+    call: Option<&str>,
+    every: Duration,
+    json: bool,
+) -> Result<ExitCode, String> {
     let call = call.map(parse_call).transpose()?;
-    let events = host.subscribe();
-    let printer = std::thread::spawn(move || {
-        for event in events {
-            match json {
-                true => print_json_line(&EventLine::from(&event)),
-                false => say!("event: {event}"),
-            }
-        }
-    });
+    // Printed as they happen, in order, on the thread that made the change.
+    let print = move |event: &Event| match json {
+        true => print_json_line(&EventLine::from(event)),
+        false => say!("event: {event}"),
+    };
+    let host = std::sync::Arc::new(Host::builder(config).observer(print).build().map_err(|e| e.to_string())?);
     let report = host.load_all();
     for failure in report.failures.iter().filter(|f| f.plugin.is_none()) {
         match json {
@@ -77,8 +78,6 @@ pub(crate) fn run_host(host: Host, call: Option<&str>, every: Duration, json: bo
     host_line("stopping", "stopping");
     drop(watcher);
     host.shutdown();
-    drop(host);
-    let _ = printer.join();
     host_line("stopped", "stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -19,12 +19,13 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use semver::Version;
 
+use crate::checksums::{CHECKSUM_FILE, parse_checksums};
 use crate::digest::sha256_hex;
 use crate::error::{BundleError, LoadError, ManifestError};
 use crate::guarded;
 use crate::manifest::{Manifest, PluginName};
 use crate::name::quote;
-use crate::trust::{CHECKSUM_FILE, DEFAULT_MAX_LIBRARY, SIGNATURE_SUFFIX, parse_checksums};
+use crate::trust::{DEFAULT_MAX_LIBRARY, SIGNATURE_SUFFIX};
 use crate::verify::read_library;
 
 /// The most a bundle may hold once unpacked; a larger one is refused before it fills a disk.

@@ -11,17 +11,18 @@ use crate::digest::sha256_hex;
 use crate::error::{HostError, LoadError, ManifestError};
 use crate::load;
 use crate::manifest::Manifest;
-use crate::reconcile::{Inner, LoadReport, Scope};
+use crate::reconcile::{HostState, LoadReport, Scope};
+use crate::record::AcceptedVersions;
 use crate::registry::CallError;
 use crate::registry::{Event, Observer, PluginHandle, PluginState, PluginStatus, Registry, Retired, Subscribers};
-use crate::trust::{AcceptedVersions, DEFAULT_MAX_LIBRARY};
+use crate::trust::DEFAULT_MAX_LIBRARY;
 use crate::verify::{PrivateCache, check_binary, check_panic_strategy, read_library_file};
 use crate::watch::Watcher;
 
 /// A plugin host: configuration, private cache and registry. `Send + Sync`: share it (in an `Arc`) with
 /// every thread that calls plugins.
 pub struct Host {
-    inner: Arc<Inner>,
+    inner: Arc<HostState>,
 }
 
 /// A host being put together: its configuration, and what is plugged into it. New kinds of observers and
@@ -56,7 +57,7 @@ impl HostBuilder {
         let cache = PrivateCache::open(&config.cache_dir)?;
         let versions = AcceptedVersions::open(&config.data_dir)?;
         let registry = Registry::new(Subscribers::new(observers));
-        Ok(Host { inner: Arc::new(Inner::new(config, cache, versions, registry)) })
+        Ok(Host { inner: Arc::new(HostState::new(config, cache, versions, registry)) })
     }
 }
 

@@ -20,7 +20,8 @@ use crate::error::{BundleError, HostError, LoadError, ManifestError};
 use crate::fsutil::{lock_dir, sync_dir};
 use crate::load::{self, LibraryInfo, check_api_requirement, check_metadata};
 use crate::manifest::{Manifest, PluginName, carry_over, set_pin};
-use crate::trust::{AcceptedVersions, Trust};
+use crate::record::AcceptedVersions;
+use crate::trust::Trust;
 use crate::verify::{PrivateCache, verify_library};
 
 /// What a verification found: everything a host would check, passed.

@@ -62,6 +62,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+mod checksums;
 pub mod config;
 pub mod digest;
 mod discover;
@@ -72,11 +73,14 @@ mod host;
 pub mod install;
 mod instance;
 pub mod json;
+mod keys;
 mod load;
 mod logbridge;
 pub mod manifest;
 mod name;
+mod permissions;
 mod reconcile;
+mod record;
 mod registry;
 pub mod trust;
 mod verify;

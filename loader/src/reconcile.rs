@@ -28,8 +28,9 @@ use crate::instance::Instance;
 use crate::load;
 use crate::logbridge;
 use crate::manifest::{Manifest, PluginName};
+use crate::record::AcceptedVersions;
 use crate::registry::{Applied, Generation, Interfaces, PluginState, Registry};
-use crate::trust::{AcceptedVersions, Trust};
+use crate::trust::Trust;
 use crate::verify::{FileStamp, PrivateCache, Verified, check_manifest_permissions, verify_library};
 
 /// What a load or a rescan did.
@@ -76,7 +77,7 @@ impl Scope {
 }
 
 /// The host's state, shared by the [`crate::Host`] and its watcher.
-pub(crate) struct Inner {
+pub(crate) struct HostState {
     pub config: HostConfig,
     pub cache: PrivateCache,
     /// The highest version of each plugin accepted so far (rollback protection).
@@ -94,14 +95,14 @@ enum Reload {
     Unchanged,
 }
 
-impl Inner {
+impl HostState {
     pub(crate) fn new(
         config: HostConfig,
         cache: PrivateCache,
         versions: AcceptedVersions,
         registry: Registry,
-    ) -> Inner {
-        Inner { config, cache, versions, registry, lock: Mutex::new(()), closed: AtomicBool::new(false) }
+    ) -> HostState {
+        HostState { config, cache, versions, registry, lock: Mutex::new(()), closed: AtomicBool::new(false) }
     }
 
     /// Takes every plugin out of service; later rescans do nothing.
@@ -358,7 +359,7 @@ impl Inner {
     }
 
     /// The first load of a plugin whose dependencies serve, up to a generation ready to serve, with its
-    /// progress reported as state transitions. [`Inner::accept`] then puts it in service.
+    /// progress reported as state transitions. [`HostState::accept`] then puts it in service.
     fn prepare_new(&self, manifest: &Manifest) -> Result<Generation, LoadError> {
         self.check_requirements(manifest)?;
         self.check_retired_limit(manifest)?;

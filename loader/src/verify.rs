@@ -20,10 +20,12 @@ use berth_plugin_api::BuildFacts;
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::{Endianness, FileKind, elf};
 
+use crate::checksums;
 use crate::digest::sha256_hex;
 use crate::error::{HostError, LoadError};
 use crate::guarded::{self, ReadError};
 use crate::manifest::{Manifest, PLATFORM};
+use crate::permissions;
 use crate::trust::{self, Trust, TrustConfig};
 
 /// A library whose bytes passed every check.
@@ -118,7 +120,7 @@ const STRICT_MODES_ADVICE: &str = "; or, on a development machine only, turn off
 /// The permission check of a manifest alone (`strict_modes`): the file at `path` and every directory above it.
 pub(crate) fn check_manifest_permissions(path: &Path) -> Result<(), LoadError> {
     let canonical = fs::canonicalize(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
-    trust::check_permissions(&[&canonical], STRICT_MODES_ADVICE)
+    permissions::check_permissions(&[&canonical], STRICT_MODES_ADVICE)
 }
 
 /// Resolves, reads and checks the manifest's library for this platform, under the host's trust settings.
@@ -148,7 +150,7 @@ pub(crate) fn verify_library(manifest: &Manifest, config: &TrustConfig) -> Resul
     }
     if config.strict_modes {
         let manifest_path = fs::canonicalize(&manifest.path).map_err(io_error(&manifest.path))?;
-        trust::check_permissions(&[&manifest_path, &source], STRICT_MODES_ADVICE)?;
+        permissions::check_permissions(&[&manifest_path, &source], STRICT_MODES_ADVICE)?;
     }
     let (bytes, before) = read_library_file(&source, config.max_library_size).map_err(|e| match e {
         LoadError::Read { source: ReadError::NotRegular { .. }, .. } => {
@@ -175,7 +177,7 @@ pub(crate) fn verify_library(manifest: &Manifest, config: &TrustConfig) -> Resul
             });
         }
     }
-    trust::check_checksum_file(manifest, &source, &sha256)?;
+    checksums::check_checksum_file(manifest, &source, &sha256)?;
     let trust = trust::check_signature(config, manifest, &source, &bytes, &sha256)?;
     Ok(Verified { source, bytes, sha256, stamp, trust })
 }
@@ -439,7 +441,7 @@ pub(crate) struct PrivateCache {
 impl PrivateCache {
     /// Creates the directory (mode 0700 on Unix) or checks that an existing one is private.
     pub(crate) fn open(dir: &Path) -> Result<PrivateCache, HostError> {
-        trust::private_dir(dir).map_err(|reason| HostError::Cache { dir: dir.to_owned(), reason })?;
+        permissions::private_dir(dir).map_err(|reason| HostError::Cache { dir: dir.to_owned(), reason })?;
         Ok(PrivateCache { dir: dir.to_owned() })
     }
 

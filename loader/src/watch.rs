@@ -31,7 +31,7 @@ use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
 use crate::error::HostError;
-use crate::reconcile::{Inner, Scope};
+use crate::reconcile::{HostState, Scope};
 
 /// How often a plugin directory that disappeared is looked for.
 const LOST_POLL: Duration = Duration::from_millis(500);
@@ -49,7 +49,7 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    pub(crate) fn start(inner: &Arc<Inner>) -> Result<Watcher, HostError> {
+    pub(crate) fn start(inner: &Arc<HostState>) -> Result<Watcher, HostError> {
         let (sender, receiver) = mpsc::channel();
         let events = sender.clone();
         let mut watcher = notify::recommended_watcher(move |event| {
@@ -111,7 +111,7 @@ enum RootWatch {
 }
 
 struct Debouncer {
-    inner: Weak<Inner>,
+    inner: Weak<HostState>,
     watcher: RecommendedWatcher,
     roots: Vec<Root>,
     /// Events were dropped: watch every directory afresh before the next full rescan.

@@ -157,7 +157,7 @@ impl Bundle {
         let format = |reason: String| BundleError::Format { path: path.to_owned(), reason };
         let damaged = |e: io::Error| format(format!("damaged or incomplete ({e}); download it again"));
         let (file, _) = guarded::open(path, MAX_UNPACKED, "a bundle")
-            .map_err(|source| BundleError::Read { path: path.to_owned(), source })?;
+            .map_err(|source| BundleError::Read { path: path.to_owned(), error: source })?;
         let mut archive = tar::Archive::new(GzDecoder::new(file));
         let mut name: Option<String> = None;
         let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -225,7 +225,7 @@ impl Bundle {
                                 )));
                             }
                             let bytes = read_library(&mut entry, &member, size, max_library).map_err(|e| match e {
-                                LoadError::Io { source, .. } => damaged(source),
+                                LoadError::Io { error: source, .. } => damaged(source),
                                 e => BundleError::Library(Box::new(e)),
                             })?;
                             files.insert((*file).to_owned(), bytes);

@@ -60,5 +60,6 @@ pub(crate) fn check_checksum_file(manifest: &Manifest, library: &Path, sha256: &
 /// when it does not exist. Anything else at that name (a FIFO, a directory, a huge file) is an error, never a
 /// blocking read.
 pub(crate) fn read_trust_file(path: &Path, limit: u64, what: &'static str) -> Result<Option<String>, LoadError> {
-    guarded::read_text_if_present(path, limit, what).map_err(|source| LoadError::Read { path: path.to_owned(), source })
+    guarded::read_text_if_present(path, limit, what)
+        .map_err(|source| LoadError::Read { path: path.to_owned(), error: source })
 }

@@ -201,7 +201,7 @@ impl HostConfig {
     /// Values it leaves out keep their defaults.
     pub fn from_file(path: &Path) -> Result<Self, ManifestError> {
         let text = guarded::read_text(path, guarded::MAX_CONFIG, "a host configuration file")
-            .map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
+            .map_err(|source| ManifestError::Read { path: path.to_owned(), error: source })?;
         let file: ConfigFile = parse_toml(path, &text)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut config = HostConfig::default();

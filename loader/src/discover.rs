@@ -29,7 +29,7 @@ fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>, failures: &mut Vec<L
     let fail = |source| LoadFailure {
         manifest: dir.to_owned(),
         plugin: None,
-        error: LoadError::PluginDir { dir: dir.to_owned(), source },
+        error: LoadError::PluginDir { dir: dir.to_owned(), error: source },
     };
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,

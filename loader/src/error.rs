@@ -14,20 +14,20 @@ use crate::name::PluginName;
 #[non_exhaustive]
 pub enum ManifestError {
     /// The file could not be read: missing, not a regular file, too large, not text.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Read {
         /// The manifest.
         path: PathBuf,
         /// The cause.
-        source: crate::guarded::ReadError,
+        error: crate::guarded::ReadError,
     },
     /// The file could not be written.
-    #[error("{}: cannot write the file: {source}", path.display())]
+    #[error("{}: cannot write the file: {error}", path.display())]
     Write {
         /// The manifest.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        error: io::Error,
     },
     /// TOML syntax, an unknown key, a missing key or a value that does not fit its field.
     #[error("{}:{line}:{column}: {message}", path.display())]
@@ -75,12 +75,12 @@ pub enum KeyError {
         reason: String,
     },
     /// The key file cannot be read.
-    #[error("key file {} cannot be read: {source}", path.display())]
+    #[error("key file {} cannot be read: {error}", path.display())]
     Unreadable {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: crate::guarded::ReadError,
+        error: crate::guarded::ReadError,
     },
     /// The key file, or a directory above it, could be replaced by another user.
     #[error(transparent)]
@@ -173,12 +173,12 @@ impl DependencyProblem {
 #[non_exhaustive]
 pub enum LoadError {
     /// A plugin directory named in the host configuration does not exist or cannot be read.
-    #[error("plugin directory {}: {}; fix the host configuration (--plugin-dir, BERTH_PLUGIN_PATH or the config file)", dir.display(), io_reason(source))]
+    #[error("plugin directory {}: {}; fix the host configuration (--plugin-dir, BERTH_PLUGIN_PATH or the config file)", dir.display(), io_reason(error))]
     PluginDir {
         /// The directory.
         dir: PathBuf,
         /// The cause.
-        source: io::Error,
+        error: io::Error,
     },
     /// The manifest is not valid.
     #[error(transparent)]
@@ -227,20 +227,20 @@ pub enum LoadError {
     },
     /// A file beside the library (its signature, the checksum file) cannot be read: not a regular file,
     /// too large, not text.
-    #[error("{}: {source}; remove it or reinstall the plugin's bundle", path.display())]
+    #[error("{}: {error}; remove it or reinstall the plugin's bundle", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: crate::guarded::ReadError,
+        error: crate::guarded::ReadError,
     },
     /// Reading a file failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        error: io::Error,
     },
     /// The file is not a shared library this platform can load (text, another format, an executable...).
     #[error("{} is not a shared library: {reason}; rebuild the plugin as a `cdylib`", path.display())]
@@ -391,12 +391,12 @@ pub enum LoadError {
         reason: String,
     },
     /// The private copy could not be written.
-    #[error("private cache {}: {source}; check the cache directory (--cache-dir)", dir.display())]
+    #[error("private cache {}: {error}; check the cache directory (--cache-dir)", dir.display())]
     Cache {
         /// The cache directory.
         dir: PathBuf,
         /// The cause.
-        source: io::Error,
+        error: io::Error,
     },
     /// The operating system's loader refused the library.
     #[error("the system loader refused {}: {reason}", path.display())]
@@ -549,7 +549,6 @@ pub struct LoadFailure {
     /// The plugin's name, when the manifest got far enough to give one.
     pub plugin: Option<PluginName>,
     /// Why.
-    #[source]
     pub error: LoadError,
 }
 
@@ -558,12 +557,12 @@ pub struct LoadFailure {
 #[non_exhaustive]
 pub enum BundleError {
     /// The bundle could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The bundle.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        error: io::Error,
     },
     /// Not a bundle: not a gzip'd tar, damaged, or laid out otherwise.
     #[error("{} is not a usable Berth bundle: {reason}", path.display())]
@@ -592,12 +591,12 @@ pub enum BundleError {
     #[error(transparent)]
     Manifest(Box<ManifestError>),
     /// The bundle file cannot be read: missing, not a regular file (a directory given as a bundle), too large.
-    #[error("{}: {source}; give the path of a bundle file (<name>-<version>-<target>.tar.gz)", path.display())]
+    #[error("{}: {error}; give the path of a bundle file (<name>-<version>-<target>.tar.gz)", path.display())]
     Read {
         /// The bundle.
         path: PathBuf,
         /// Why.
-        source: crate::guarded::ReadError,
+        error: crate::guarded::ReadError,
     },
     /// The bundle's library is not one this host can load (refused from its first bytes, before the rest
     /// is read).
@@ -636,4 +635,59 @@ pub enum HostError {
     /// The host configuration file is not valid.
     #[error(transparent)]
     Config(#[from] ManifestError),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+    use std::io;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::guarded::ReadError;
+    use crate::install::InstallError;
+
+    /// Every error's message is whole by itself (what the CLI prints, what a status's `reason` holds); an
+    /// error-chain printer (anyhow's `{:#}`, eyre's report) walks `source()` too. No part of the chain repeats
+    /// the text of the part it wraps, or the printer shows it twice.
+    #[test]
+    fn no_error_repeats_the_message_of_its_source() {
+        let path = || PathBuf::from("plugins/demo/demo.toml");
+        let denied = || io::Error::from(io::ErrorKind::PermissionDenied);
+        let errors: Vec<Box<dyn Error>> = vec![
+            Box::new(LoadError::Io { path: path(), error: denied() }),
+            Box::new(LoadError::Read { path: path(), error: ReadError::Io(denied()) }),
+            Box::new(LoadError::PluginDir { dir: path(), error: denied() }),
+            Box::new(LoadError::Cache { dir: path(), error: denied() }),
+            Box::new(LoadError::Manifest(ManifestError::Read { path: path(), error: ReadError::NotText })),
+            Box::new(LoadFailure {
+                manifest: path(),
+                plugin: None,
+                error: LoadError::Io { path: path(), error: denied() },
+            }),
+            Box::new(ManifestError::Write { path: path(), error: denied() }),
+            Box::new(BundleError::Read { path: path(), error: ReadError::Io(denied()) }),
+            Box::new(KeyError::Unreadable { path: path(), error: ReadError::Missing }),
+            Box::new(KeyError::InFile { path: path(), error: Box::new(KeyError::Empty) }),
+            Box::new(HostError::Config(ManifestError::Read { path: path(), error: ReadError::NotText })),
+            Box::new(InstallError::Io { path: path(), error: denied() }),
+            Box::new(InstallError::Refused {
+                manifest: path(),
+                error: Box::new(LoadError::Io { path: path(), error: denied() }),
+            }),
+            Box::new(ReadError::Io(denied())),
+        ];
+        for error in &errors {
+            let mut outer: &dyn Error = error.as_ref();
+            while let Some(inner) = outer.source() {
+                let (outer_text, inner_text) = (outer.to_string(), inner.to_string());
+                assert!(!outer_text.contains(&inner_text), "{outer_text:?} repeats its source {inner_text:?}");
+                outer = inner;
+            }
+            assert!(
+                error.to_string().contains("denied") || !format!("{error:?}").contains("PermissionDenied"),
+                "{error}"
+            );
+        }
+    }
 }

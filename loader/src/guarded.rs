@@ -58,7 +58,7 @@ pub enum ReadError {
     NotText,
     /// The operating system refused the open or the read.
     #[error("cannot read it: {0}")]
-    Io(#[source] io::Error),
+    Io(io::Error),
 }
 
 impl ReadError {

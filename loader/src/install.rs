@@ -71,7 +71,6 @@ pub enum InstallError {
         /// The manifest checked (inside the unpacked bundle, or the installed one).
         manifest: PathBuf,
         /// Why.
-        #[source]
         error: Box<LoadError>,
     },
     /// The bundle is older than the version installed.
@@ -135,12 +134,12 @@ pub enum InstallError {
         unreadable: String,
     },
     /// A file operation failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        error: io::Error,
     },
     /// The cache or data directory cannot be used.
     #[error(transparent)]
@@ -148,7 +147,7 @@ pub enum InstallError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> InstallError + '_ {
-    move |source| InstallError::Io { path: path.to_owned(), source }
+    move |source| InstallError::Io { path: path.to_owned(), error: source }
 }
 
 /// Checks the bundle at `path` as [`install`] would, without installing it. The bundle is unpacked into a
@@ -308,7 +307,7 @@ fn swap_into_place(staging: &Path, target: &Path) -> Result<(), InstallError> {
     {
         use rustix::fs::{CWD, RenameFlags, renameat_with};
         renameat_with(CWD, staging, CWD, target, RenameFlags::EXCHANGE)
-            .map_err(|e| InstallError::Io { path: target.to_owned(), source: e.into() })
+            .map_err(|e| InstallError::Io { path: target.to_owned(), error: e.into() })
     }
     #[cfg(not(target_os = "linux"))]
     {

@@ -35,7 +35,7 @@ impl TrustedKey {
     /// plugin files are, whatever `strict_modes` says): whoever can replace a trusted key can sign their own
     /// plugins.
     pub fn from_file(path: &Path) -> Result<TrustedKey, KeyError> {
-        let unreadable = |source: guarded::ReadError| KeyError::Unreadable { path: path.to_owned(), source };
+        let unreadable = |error: guarded::ReadError| KeyError::Unreadable { path: path.to_owned(), error };
         let canonical = fs::canonicalize(path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => unreadable(guarded::ReadError::Missing),
             _ => unreadable(guarded::ReadError::Io(e)),

@@ -190,7 +190,7 @@ fn edit(path: &Path, change: impl FnOnce(&mut toml_edit::DocumentMut) -> bool) -
     // A symlinked manifest is edited where it lives, not replaced by a file.
     let path = &std::fs::canonicalize(path).map_err(|e| ManifestError::Read {
         path: path.to_owned(),
-        source: if e.kind() == std::io::ErrorKind::NotFound { ReadError::Missing } else { ReadError::Io(e) },
+        error: if e.kind() == std::io::ErrorKind::NotFound { ReadError::Missing } else { ReadError::Io(e) },
     })?;
     let text = read_manifest(path)?;
     Manifest::parse(path, &text)?;
@@ -201,14 +201,14 @@ fn edit(path: &Path, change: impl FnOnce(&mut toml_edit::DocumentMut) -> bool) -
     let edited = document.to_string();
     Manifest::parse(path, &edited)?;
     crate::fsutil::write_atomically(path, edited.as_bytes())
-        .map_err(|source| ManifestError::Write { path: path.to_owned(), source })?;
+        .map_err(|source| ManifestError::Write { path: path.to_owned(), error: source })?;
     Ok(true)
 }
 
 /// The text of the manifest at `path`, through the guarded read ([`guarded::MAX_MANIFEST`]).
 fn read_manifest(path: &Path) -> Result<String, ManifestError> {
     guarded::read_text(path, guarded::MAX_MANIFEST, "a manifest")
-        .map_err(|source| ManifestError::Read { path: path.to_owned(), source })
+        .map_err(|source| ManifestError::Read { path: path.to_owned(), error: source })
 }
 
 fn yes() -> bool {

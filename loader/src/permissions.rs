@@ -19,7 +19,7 @@ pub(crate) fn check_permissions(paths: &[&Path], also: &str) -> Result<(), LoadE
     let mut checked = std::collections::BTreeSet::new();
     let entries = paths.iter().flat_map(|path| path.ancestors());
     for entry in entries.filter(|entry| checked.insert(*entry)) {
-        let metadata = fs::metadata(entry).map_err(|source| LoadError::Io { path: entry.to_owned(), source })?;
+        let metadata = fs::metadata(entry).map_err(|source| LoadError::Io { path: entry.to_owned(), error: source })?;
         let (mode, owner) = (metadata.mode() & 0o7777, metadata.uid());
         let refuse = |reason: String| Err(LoadError::UnsafePermissions { path: entry.to_owned(), mode, reason });
         if owner != user && owner != 0 {

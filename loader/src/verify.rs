@@ -119,7 +119,7 @@ const STRICT_MODES_ADVICE: &str = "; or, on a development machine only, turn off
 
 /// The permission check of a manifest alone (`strict_modes`): the file at `path` and every directory above it.
 pub(crate) fn check_manifest_permissions(path: &Path) -> Result<(), LoadError> {
-    let canonical = fs::canonicalize(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
+    let canonical = fs::canonicalize(path).map_err(|source| LoadError::Io { path: path.to_owned(), error: source })?;
     permissions::check_permissions(&[&canonical], STRICT_MODES_ADVICE)
 }
 
@@ -130,14 +130,14 @@ pub(crate) fn verify_library(manifest: &Manifest, config: &TrustConfig) -> Resul
     let joined = library_path(manifest)?;
     let io_error = |path: &Path| {
         let path = path.to_owned();
-        move |source: io::Error| LoadError::Io { path, source }
+        move |error: io::Error| LoadError::Io { path, error }
     };
     let source = match fs::canonicalize(&joined) {
         Ok(path) => path,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(LoadError::LibraryMissing { field: PLATFORM, path: joined });
         }
-        Err(e) => return Err(LoadError::Io { path: joined, source: e }),
+        Err(e) => return Err(LoadError::Io { path: joined, error: e }),
     };
     let canonical_dir = fs::canonicalize(dir).map_err(io_error(dir))?;
     if !source.starts_with(&canonical_dir) {
@@ -153,7 +153,7 @@ pub(crate) fn verify_library(manifest: &Manifest, config: &TrustConfig) -> Resul
         permissions::check_permissions(&[&manifest_path, &source], STRICT_MODES_ADVICE)?;
     }
     let (bytes, before) = read_library_file(&source, config.max_library_size).map_err(|e| match e {
-        LoadError::Read { source: ReadError::NotRegular { .. }, .. } => {
+        LoadError::Read { error: ReadError::NotRegular { .. }, .. } => {
             LoadError::NotARegularFile { field: PLATFORM, path: joined.clone() }
         }
         e => e,
@@ -188,7 +188,7 @@ const HEAD: u64 = 4096;
 
 /// Reads the library file at `path` (see [`read_library`]), with the metadata of the file opened.
 pub(crate) fn read_library_file(path: &Path, limit: u64) -> Result<(Vec<u8>, fs::Metadata), LoadError> {
-    let read_error = |source: ReadError| LoadError::Read { path: path.to_owned(), source };
+    let read_error = |error: ReadError| LoadError::Read { path: path.to_owned(), error };
     let (mut file, metadata) = guarded::open(path, u64::MAX, "a library").map_err(read_error)?;
     Ok((read_library(&mut file, path, metadata.len(), limit)?, metadata))
 }
@@ -201,7 +201,7 @@ pub(crate) fn read_library(reader: &mut impl Read, path: &Path, size: u64, limit
     if size > limit {
         return Err(LoadError::LibraryTooLarge { path: path.to_owned(), size, limit });
     }
-    let io_error = |source: io::Error| LoadError::Io { path: path.to_owned(), source };
+    let io_error = |error: io::Error| LoadError::Io { path: path.to_owned(), error };
     let mut bytes = Vec::with_capacity(size.min(HEAD) as usize);
     reader.take(size.min(HEAD)).read_to_end(&mut bytes).map_err(io_error)?;
     check_head(path, &bytes, size)?;
@@ -470,7 +470,7 @@ impl PrivateCache {
             Err(_) => {}
         }
         let temp = self.dir.join(format!(".{sha256}.{}.tmp", unique()));
-        let cache_error = |source: io::Error| LoadError::Cache { dir: self.dir.clone(), source };
+        let cache_error = |error: io::Error| LoadError::Cache { dir: self.dir.clone(), error };
         let write = || -> io::Result<()> {
             let mut file = File::create_new(&temp)?;
             file.write_all(bytes)?;

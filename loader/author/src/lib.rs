@@ -31,14 +31,14 @@ pub use scaffold::{ApiDependency, NewPlugin, Scaffolded, new_plugin};
 #[non_exhaustive]
 pub enum Error {
     /// A file or directory could not be read or written.
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}: {error}", path.display())]
     Io {
         /// What was being done: "read", "create", ...
         action: &'static str,
         /// The file or directory.
         path: PathBuf,
         /// The operating system's error.
-        source: io::Error,
+        error: io::Error,
     },
     /// A file is not what it must be, or a request cannot be met; `problem` says what to do.
     #[error("{}: {problem}", path.display())]
@@ -83,7 +83,7 @@ pub enum Error {
 impl Error {
     fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { action, path, source }
+        move |error| Error::Io { action, path, error }
     }
 
     fn invalid(path: impl Into<PathBuf>, problem: impl Into<String>) -> Error {

@@ -173,9 +173,49 @@ struct TrustFile {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ReloadFile {
-    debounce_ms: Option<u64>,
-    settle_ms: Option<u64>,
+    #[serde(default, deserialize_with = "duration")]
+    debounce: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    settle: Option<Duration>,
     max_retired_generations: Option<u32>,
+}
+
+/// A duration in a configuration file, as [`parse_duration`] reads it.
+fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
+}
+
+/// Reads a duration as configuration files and the CLI write it: one or more terms of a whole number and a
+/// unit, `ms`, `s`, `m` or `h`, separated by spaces (`250ms`, `2s`, `1m 30s`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let refused = || {
+        let shown = crate::name::quote(text);
+        format!(
+            "{shown} is not a duration; write a whole number and a unit: 250ms, 2s, 1m, 1h (or terms such as 1m 30s)"
+        )
+    };
+    let mut total = Duration::ZERO;
+    let mut terms = text.split_whitespace().peekable();
+    terms.peek().ok_or_else(refused)?;
+    for term in terms {
+        let digits = term.find(|c: char| !c.is_ascii_digit()).ok_or_else(refused)?;
+        let (number, unit) = term.split_at(digits);
+        let number: u64 = number.parse().map_err(|_| refused())?;
+        let seconds = match unit {
+            "ms" => None,
+            "s" => Some(1),
+            "m" => Some(60),
+            "h" => Some(3600),
+            _ => return Err(refused()),
+        };
+        let term = match seconds {
+            None => Some(Duration::from_millis(number)),
+            Some(unit) => number.checked_mul(unit).map(Duration::from_secs),
+        };
+        total = term.and_then(|term| total.checked_add(term)).ok_or_else(refused)?;
+    }
+    Ok(total)
 }
 
 impl HostConfig {
@@ -187,8 +227,8 @@ impl HostConfig {
     /// data_dir = "/var/lib/app/berth"                 # optional
     ///
     /// [reload]                                        # optional, defaults shown
-    /// debounce_ms = 100
-    /// settle_ms = 2000
+    /// debounce = "100ms"                             # durations: 250ms, 2s, 1m, 1h
+    /// settle = "2s"
     /// max_retired_generations = 64
     ///
     /// [trust]                                         # optional, defaults shown
@@ -226,12 +266,8 @@ impl HostConfig {
             trust.keys.push(key);
         }
         let reload = &mut config.reload;
-        if let Some(ms) = file.reload.debounce_ms {
-            reload.debounce = Duration::from_millis(ms);
-        }
-        if let Some(ms) = file.reload.settle_ms {
-            reload.settle = Duration::from_millis(ms);
-        }
+        reload.debounce = file.reload.debounce.unwrap_or(reload.debounce);
+        reload.settle = file.reload.settle.unwrap_or(reload.settle);
         if let Some(limit) = file.reload.max_retired_generations {
             reload.max_retired_generations = limit;
         }
@@ -244,12 +280,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn durations_are_a_number_and_a_unit_like_the_clis() {
+        for (text, expected) in [("250ms", 250), ("2s", 2000), ("1m", 60_000), ("1h", 3_600_000), ("1m 30s", 90_000)] {
+            assert_eq!(parse_duration(text), Ok(Duration::from_millis(expected)), "{text}");
+        }
+        for text in ["", "2", "s", "2 s", "1.5s", "-1s", "2sec", "99999999999999999999h", "18446744073709551615h"] {
+            let refused = parse_duration(text).unwrap_err();
+            assert!(refused.contains("is not a duration; write a whole number and a unit"), "{text}: {refused}");
+        }
+    }
+
+    #[test]
     fn a_config_file_is_read_relative_to_itself() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
         std::fs::write(
             &path,
-            "plugin_dirs = [\"p\", \"/abs\"]\ncache_dir = \"c\"\n[reload]\ndebounce_ms = 40\nmax_retired_generations = 3\n",
+            "plugin_dirs = [\"p\", \"/abs\"]\ncache_dir = \"c\"\n[reload]\ndebounce = \"40ms\"\nmax_retired_generations = 3\n",
         )
         .unwrap();
         let config = HostConfig::from_file(&path).unwrap();

@@ -139,7 +139,7 @@ enum Command {
         #[arg(long, value_name = "CALL")]
         call: Option<String>,
         /// How often --call calls (e.g. 250ms, 1s).
-        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "1s", value_parser = berth::config::parse_duration)]
         every: Duration,
         /// Print one JSON document per line (berth::json::EventLine, schema 1) instead of text.
         #[arg(long)]

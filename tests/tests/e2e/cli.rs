@@ -161,7 +161,7 @@ fn run_serves_and_reloads_live_then_stops_on_sigterm_dependents_first() {
     let two = std::fs::read(Reloadable::marked("two").library()).unwrap();
     layout.add_example("greeter");
     let config = layout.plugins().with_file_name("berth.toml");
-    std::fs::write(&config, "[reload]\ndebounce_ms = 50\n").unwrap();
+    std::fs::write(&config, "[reload]\ndebounce = \"50ms\"\n").unwrap();
     let mut command = layout.berth();
     command.args(["--config", &config.to_string_lossy(), "run", "--call", "reloadable mark null", "--every", "20ms"]);
     let mut run = BerthRun::start(command);

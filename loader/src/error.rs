@@ -690,4 +690,85 @@ mod tests {
             );
         }
     }
+
+    /// The refusals docs/ops.md quotes are the messages the code writes, byte for byte: each error is built with
+    /// the placeholders the table uses (`<file>`, `<dir>`, ...) as its values, and the table must hold the text.
+    /// A message changed in one place and not the other fails here.
+    #[test]
+    fn the_refusals_ops_md_quotes_are_the_messages_the_code_writes() {
+        let ops = include_str!("../../docs/ops.md");
+        let p = PathBuf::from;
+        let s = |text: &str| text.to_owned();
+        let name = |name: &str| PluginName::new(name).unwrap();
+        let dependency = |problem| LoadError::Dependency { dependency: s("<dep>"), problem };
+        let refusals = [
+            LoadError::PluginDir { dir: p("<dir>"), error: io::Error::from(io::ErrorKind::NotFound) },
+            LoadError::NoLibraryForPlatform { platform: "linux" },
+            LoadError::PathEscape { field: "linux", path: s("<path>"), resolved: p("<resolved>"), dir: p("<dir>") },
+            LoadError::LibraryMissing { field: "linux", path: p("<path>") },
+            LoadError::NotARegularFile { field: "linux", path: p("<path>") },
+            LoadError::NotSharedLibrary { path: p("<file>"), reason: s("<reason>") },
+            LoadError::WrongArchitecture { path: p("<file>"), expected: s("<expected>"), found: s("<found>") },
+            LoadError::PanicAbort { path: p("<file>") },
+            LoadError::HashMismatch {
+                path: p("<file>"),
+                expected_by: s("[library].linux.sha256 in <manifest>"),
+                expected: s("<digest>"),
+                found: s("<digest>"),
+            },
+            LoadError::HashMismatch {
+                path: p("<file>"),
+                expected_by: s("<dir>/SHA256SUMS"),
+                expected: s("<digest>"),
+                found: s("<digest>"),
+            },
+            LoadError::ChecksumFile { path: p("<dir>/SHA256SUMS"), reason: s("it does not list the library <path>") },
+            LoadError::Unsigned { library: p("<file>"), signature: p("<file>.minisig") },
+            LoadError::SignatureMalformed { path: p("<file>.minisig"), reason: s("<reason>") },
+            LoadError::SignatureInvalid { path: p("<file>.minisig"), library: p("<file>"), key: s("<key id>") },
+            LoadError::SignatureStatement {
+                path: p("<file>.minisig"),
+                signed: s("<statement>"),
+                expected: s("<statement>"),
+            },
+            LoadError::Downgrade {
+                version: s("<version>"),
+                highest: s("<highest>"),
+                record: p("<data dir>/accepted-versions.toml"),
+                pin: None,
+            },
+            LoadError::Downgrade {
+                version: s("<version>"),
+                highest: s("<highest>"),
+                record: p("<data dir>/accepted-versions.toml"),
+                pin: Some(s("<pin>")),
+            },
+            LoadError::Cache { dir: p("<dir>"), error: io::Error::other("<io error>") },
+            LoadError::Open { path: p("<copy>"), reason: s("<loader's message>") },
+            LoadError::NotAPlugin { path: p("<copy>") },
+            LoadError::AbiStableMismatch { path: p("<copy>"), found: s("<header>"), host_api: s("<host>") },
+            LoadError::IncompatibleApi { library_api: s("2.0.0"), host_api: s("1.3.0"), needed: s("1.x") },
+            LoadError::ModuleInit { reason: s("<reason>") },
+            LoadError::ApiRequirement { required: s("<req>"), host_api: s("<host>") },
+            LoadError::MetadataMismatch { field: "name", manifest: s("<manifest>"), library: s("<library>") },
+            dependency(DependencyProblem::Disabled),
+            dependency(DependencyProblem::Missing),
+            dependency(DependencyProblem::Failed),
+            dependency(DependencyProblem::WrongVersion {
+                found: s("<version>"),
+                required: s("<requirement>"),
+                serving: false,
+            }),
+            LoadError::Dependency {
+                dependency: s("<next>"),
+                problem: DependencyProblem::Cycle { members: vec![name("a"), name("b"), name("c"), name("a")] },
+            },
+            dependency(DependencyProblem::WaitsOnCycle { members: vec![name("b"), name("c"), name("a"), name("b")] }),
+        ];
+        let installs =
+            [InstallError::NoPluginDir { dir: p("<dir>") }, InstallError::NotADirectory { path: p("<dir>/<name>") }];
+        let messages = refusals.iter().map(ToString::to_string).chain(installs.iter().map(ToString::to_string));
+        let missing: Vec<String> = messages.filter(|message| !ops.contains(message.as_str())).collect();
+        assert!(missing.is_empty(), "docs/ops.md does not quote these messages as the code writes them:\n{missing:#?}");
+    }
 }

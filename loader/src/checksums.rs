@@ -63,3 +63,27 @@ pub(crate) fn read_trust_file(path: &Path, limit: u64, what: &'static str) -> Re
     guarded::read_text_if_present(path, limit, what)
         .map_err(|source| LoadError::Read { path: path.to_owned(), error: source })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn sha256sum_lines_in_text_and_binary_mode_are_read_and_anything_else_is_refused_with_its_line() {
+        let upper = DIGEST.to_ascii_uppercase();
+        let text = format!("{DIGEST}  demo.toml\n\n{upper} *libdemo.so\n");
+        let sums = parse_checksums(&text).unwrap();
+        assert_eq!(sums.get("demo.toml").map(String::as_str), Some(DIGEST));
+        assert_eq!(sums.get("libdemo.so").map(String::as_str), Some(DIGEST), "digests are kept in lowercase");
+        for (text, refusal) in [
+            (format!("{DIGEST} demo.toml"), "line 1: expected \"<sha256>  <file>\""),
+            (format!("{DIGEST}  a\nabc  b"), "line 2: \"abc\" is not a SHA-256 digest"),
+            (format!("{DIGEST}  a\n{DIGEST}  a"), "line 2: it lists \"a\" a second time"),
+        ] {
+            let error = parse_checksums(&text).unwrap_err();
+            assert!(error.starts_with(refusal), "{text:?}: {error}");
+        }
+    }
+}

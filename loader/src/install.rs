@@ -365,3 +365,63 @@ pub fn set_enabled(name: &str, enabled: bool, config: &HostConfig) -> Result<(Pa
         .map_err(|e: ManifestError| InstallError::Refused { manifest: path.clone(), error: Box::new(e.into()) })?;
     Ok((path, changed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str =
+        "# ops' note\nname = \"demo\"\nversion = \"1.0.0\"\napi = \"^1.0\"\n\n[library]\nlinux = \"libdemo.so\"\n";
+
+    /// A host configuration over a plugin directory holding the demo manifest (and no library).
+    fn layout() -> (tempfile::TempDir, HostConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        fs::create_dir_all(plugins.join("demo")).unwrap();
+        fs::write(plugins.join("demo/demo.toml"), MANIFEST).unwrap();
+        let config = HostConfig {
+            plugin_dirs: vec![plugins],
+            cache_dir: dir.path().join("cache"),
+            data_dir: dir.path().join("data"),
+            ..HostConfig::default()
+        };
+        (dir, config)
+    }
+
+    #[test]
+    fn enabling_and_disabling_edit_only_enabled_and_say_when_nothing_changed() {
+        let (_dir, config) = layout();
+        let (path, changed) = set_enabled("demo", false, &config).unwrap();
+        assert!(changed);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# ops' note\n") && text.contains("enabled = false"), "{text}");
+        assert_eq!(set_enabled("demo", false, &config).unwrap(), (path.clone(), false));
+        assert!(set_enabled("demo", true, &config).unwrap().1);
+        assert!(fs::read_to_string(&path).unwrap().contains("enabled = true"));
+    }
+
+    #[test]
+    fn an_unknown_plugin_names_where_it_was_looked_for() {
+        let (_dir, config) = layout();
+        let error = set_enabled("nope", true, &config).unwrap_err();
+        let dir = config.plugin_dirs[0].display().to_string();
+        assert!(matches!(error, InstallError::UnknownPlugin { ref dirs, .. } if *dirs == dir), "{error:?}");
+        assert_eq!(error.to_string(), format!("no plugin named \"nope\" is installed in {dir}"));
+    }
+
+    #[test]
+    fn a_bundle_that_fails_a_check_changes_nothing_in_the_plugin_directory() {
+        let (dir, config) = layout();
+        let manifest = MANIFEST.replace("1.0.0", "1.1.0");
+        let bundle = Bundle::new(&manifest, "libdemo.so", b"not a library".to_vec()).unwrap();
+        let path = dir.path().join("demo-1.1.0.tar.gz");
+        bundle.write(&path).unwrap();
+        let before = fs::read_to_string(config.plugin_dirs[0].join("demo/demo.toml")).unwrap();
+
+        let refused = install(&path, &config.plugin_dirs[0], &config, false).unwrap_err();
+        assert!(refused.to_string().contains("is not a shared library"), "{refused}");
+        let names: Vec<_> = fs::read_dir(&config.plugin_dirs[0]).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["demo"], "the staging directory is gone");
+        assert_eq!(fs::read_to_string(config.plugin_dirs[0].join("demo/demo.toml")).unwrap(), before);
+    }
+}

@@ -525,3 +525,46 @@ impl EventLine {
         EventLine::Host { schema: SCHEMA, state, watching: watching.iter().map(|dir| path(dir)).collect() }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::error::LoadError;
+    use crate::name::PluginName;
+    use crate::registry::PluginState;
+
+    #[test]
+    fn a_reload_event_line_names_what_it_replaced_and_keeps_the_printed_text() {
+        let event = Event {
+            plugin: PluginName::new("greeter").unwrap(),
+            kind: EventKind::Reloaded { from_version: "1.0.0".to_owned(), from_generation: 1 },
+            state: PluginState::Active,
+            generation: Some(2),
+            version: "1.1.0".to_owned(),
+            detail: String::new(),
+        };
+        let line = serde_json::to_value(EventLine::from(&event)).unwrap();
+        let expected = serde_json::json!({
+            "type": "event", "schema": 1, "plugin": "greeter", "kind": "reloaded", "state": "active",
+            "generation": 2, "version": "1.1.0", "from_version": "1.0.0", "from_generation": 1, "detail": "",
+            "text": "greeter: reloaded 1.0.0 (generation 1) -> 1.1.0 (generation 2)",
+        });
+        assert_eq!(line, expected);
+    }
+
+    #[test]
+    fn a_check_counts_an_unreadable_plugin_directory_apart_from_the_manifests() {
+        let mut report = LoadReport::default();
+        report.loaded.push(PluginName::new("greeter").unwrap());
+        let dir = PathBuf::from("/srv/plugins");
+        let error =
+            LoadError::PluginDir { dir: dir.clone(), error: std::io::Error::from(std::io::ErrorKind::NotFound) };
+        report.failures.push(LoadFailure { manifest: dir, plugin: None, error });
+        let check = Check::new(&report);
+        assert_eq!((check.checked, check.loaded, check.failed, check.unreadable_dirs), (1, 1, 0, 1));
+        assert!(!check.passed(), "an unreadable plugin directory fails the check");
+        assert!(Check::new(&LoadReport::default()).passed());
+    }
+}

@@ -89,3 +89,35 @@ impl TrustedKey {
         self.key.verify(bytes, signature, false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_read_from_its_line_or_its_pub_file_and_its_id_is_minisigns() {
+        let minisign::KeyPair { pk, .. } = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let id = key_id(pk.keynum().try_into().unwrap());
+        // Little-endian, uppercase, without leading zeros, as minisign prints ids.
+        assert_eq!(key_id([0x0f, 0, 0, 0, 0, 0, 0, 0xa1]), "A10000000000000F");
+        assert_eq!(key_id([1, 0, 0, 0, 0, 0, 0, 0]), "1");
+        let line = pk.to_base64();
+        assert_eq!(TrustedKey::parse(&line).unwrap().id(), id);
+        let file = format!("untrusted comment: minisign public key {id}\n{line}\n");
+        assert_eq!(TrustedKey::parse(&file).unwrap().id(), id);
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("publisher.pub"), &file).unwrap();
+        assert_eq!(TrustedKey::from_config("publisher.pub", dir.path()).unwrap().id(), id);
+        assert_eq!(TrustedKey::from_config(&line, dir.path()).unwrap().id(), id);
+    }
+
+    #[test]
+    fn an_empty_or_malformed_key_is_refused_and_a_mistyped_path_is_reported_as_a_file() {
+        assert!(matches!(TrustedKey::parse("untrusted comment: nothing\n\n"), Err(KeyError::Empty)));
+        assert!(matches!(TrustedKey::parse("RWnotakey"), Err(KeyError::Malformed { .. })));
+        let dir = tempfile::tempdir().unwrap();
+        let mistyped = TrustedKey::from_config("keys/publsher.pub", dir.path()).unwrap_err();
+        assert!(matches!(mistyped, KeyError::Unreadable { error: guarded::ReadError::Missing, .. }), "{mistyped:?}");
+    }
+}

@@ -71,3 +71,53 @@ pub(crate) fn private_dir(dir: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn chmod(path: &Path, mode: u32) {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_file_or_directory_others_can_write_is_refused_and_a_sticky_directory_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let file = root.join("plugin.toml");
+        fs::write(&file, "").unwrap();
+        chmod(&file, 0o644);
+        check_permissions(&[&file], "").unwrap();
+        for (mode, who) in [(0o664, "its group can write it"), (0o646, "every user can write it")] {
+            chmod(&file, mode);
+            let error = check_permissions(&[&file], "; or else").unwrap_err().to_string();
+            assert!(
+                error.contains(who) && error.ends_with(&format!("`chmod go-w {}`; or else", file.display())),
+                "{error}"
+            );
+        }
+        chmod(&file, 0o644);
+        chmod(&root, 0o777);
+        let error = check_permissions(&[&file], "").unwrap_err().to_string();
+        assert!(error.starts_with(&format!("{} (mode 0777)", root.display())), "{error}");
+        chmod(&root, 0o1777);
+        check_permissions(&[&file], "").unwrap();
+        chmod(&root, 0o700);
+    }
+
+    #[test]
+    fn a_private_directory_is_created_0700_and_an_open_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("a/b");
+        private_dir(&private).unwrap();
+        assert_eq!(fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o700);
+        chmod(&private, 0o755);
+        let error = private_dir(&private).unwrap_err();
+        assert!(
+            error.starts_with("mode 0755 lets other users see or change") && error.contains("chmod 700"),
+            "{error}"
+        );
+    }
+}

@@ -1100,3 +1100,57 @@ pub enum CallError {
         reason: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(name: &str) -> Manifest {
+        let text = format!("name = \"{name}\"\nversion = \"1.2.0\"\napi = \"^1.0\"\n[library]\nlinux = \"lib.so\"\n");
+        Manifest::parse(Path::new(&format!("plugins/{name}/{name}.toml")), &text).unwrap()
+    }
+
+    #[test]
+    fn a_plugin_that_never_served_is_known_by_its_state_and_refuses_calls_with_the_reason() {
+        let registry = Registry::new(Subscribers::new(Vec::new()));
+        let events = registry.subscribe();
+        let demo = manifest("demo");
+        registry.transition(&demo, PluginState::Discovered, "manifest".to_owned());
+        registry.transition(&demo, PluginState::Failed, "the library is truncated".to_owned());
+
+        let statuses = registry.statuses();
+        assert_eq!(statuses.len(), 1);
+        let status = &statuses[0];
+        assert_eq!((status.state, status.reason.as_deref()), (PluginState::Failed, Some("the library is truncated")));
+        assert_eq!((status.version.as_str(), status.generation, status.retired_generations), ("1.2.0", None, 0));
+
+        let handle = registry.handle("demo").unwrap();
+        let refused = handle.call("greet", b"{}").unwrap_err();
+        assert!(matches!(refused, CallError::NotActive { .. }), "{refused:?}");
+        assert!(refused.to_string().contains("the library is truncated"), "{refused}");
+        assert!(matches!(registry.handle("other"), Err(CallError::UnknownPlugin(name)) if name == "other"));
+        assert!(matches!(registry.handle("Not A Name"), Err(CallError::UnknownPlugin(_))));
+
+        let kinds: Vec<(EventKind, PluginState)> = events.try_iter().map(|event| (event.kind, event.state)).collect();
+        assert_eq!(kinds, [(EventKind::Progress, PluginState::Discovered), (EventKind::Failed, PluginState::Failed)]);
+    }
+
+    #[test]
+    fn states_read_as_ops_docs_write_them() {
+        let states = [
+            (PluginState::Discovered, "discovered"),
+            (PluginState::Validated, "validated"),
+            (PluginState::Loaded, "loaded"),
+            (PluginState::Active, "active"),
+            (PluginState::Failed, "failed"),
+            (PluginState::Disabled, "disabled"),
+            (PluginState::Removed, "removed"),
+            (PluginState::Retired, "retired"),
+        ];
+        let ops = include_str!("../../docs/ops.md");
+        for (state, text) in states {
+            assert_eq!(state.to_string(), text);
+            assert!(ops.contains(&format!("`{text}`")), "docs/ops.md does not name the state {text}");
+        }
+    }
+}

@@ -205,3 +205,119 @@ pub(crate) fn check_signature(
     }
     Ok(Trust::Signed { key: id })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    /// A publisher: a fresh minisign key pair, and the key as the host trusts it.
+    struct Publisher {
+        secret: minisign::SecretKey,
+        public: minisign::PublicKey,
+        trusted: TrustedKey,
+    }
+
+    impl Publisher {
+        fn new() -> Publisher {
+            let minisign::KeyPair { pk, sk } = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+            let trusted = TrustedKey::parse(&pk.to_base64()).unwrap();
+            Publisher { secret: sk, public: pk, trusted }
+        }
+
+        fn sign(&self, bytes: &[u8], statement: &str) -> String {
+            let signature = minisign::sign(Some(&self.public), &self.secret, Cursor::new(bytes), Some(statement), None);
+            signature.unwrap().into_string()
+        }
+    }
+
+    /// A plugin directory with a manifest for demo 1.0.0 and its library, signed by `signer` (with `statement`)
+    /// when given.
+    fn plugin(dir: &Path, signed: Option<(&Publisher, &str)>) -> (Manifest, PathBuf) {
+        let text = "name = \"demo\"\nversion = \"1.0.0\"\napi = \"^1.0\"\n[library]\nlinux = \"libdemo.so\"\n";
+        let manifest = Manifest::parse(&dir.join("demo.toml"), text).unwrap();
+        let library = dir.join("libdemo.so");
+        std::fs::write(&library, b"library bytes").unwrap();
+        if let Some((publisher, statement)) = signed {
+            std::fs::write(signature_path(&library), publisher.sign(b"library bytes", statement)).unwrap();
+        }
+        (manifest, library)
+    }
+
+    fn check(
+        policy: TrustPolicy,
+        keys: &[&Publisher],
+        manifest: &Manifest,
+        library: &Path,
+    ) -> Result<Trust, LoadError> {
+        let keys = keys.iter().map(|publisher| publisher.trusted.clone()).collect();
+        let config = TrustConfig { policy, keys, ..TrustConfig::default() };
+        let sha256 = crate::digest::sha256_hex(b"library bytes");
+        check_signature(&config, manifest, library, b"library bytes", &sha256)
+    }
+
+    fn right_statement() -> String {
+        let version = Version::new(1, 0, 0);
+        statement("demo", &version, HOST_TARGET, &crate::digest::sha256_hex(b"library bytes"))
+    }
+
+    #[test]
+    fn the_statement_binds_name_version_target_and_digest() {
+        let statement = statement("demo", &Version::new(1, 2, 3), "x86_64-unknown-linux-gnu", "ab12");
+        assert_eq!(statement, "berth-plugin name=demo version=1.2.3 target=x86_64-unknown-linux-gnu sha256=ab12");
+    }
+
+    #[test]
+    fn a_signature_by_a_trusted_key_over_the_right_statement_is_trusted_under_every_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let publisher = Publisher::new();
+        let (manifest, library) = plugin(dir.path(), Some((&publisher, &right_statement())));
+        for policy in [TrustPolicy::Enforce, TrustPolicy::Warn, TrustPolicy::Off] {
+            let trust = check(policy, &[&publisher], &manifest, &library).unwrap();
+            assert_eq!(trust, Trust::Signed { key: publisher.trusted.id().to_owned() }, "{policy}");
+        }
+    }
+
+    #[test]
+    fn no_signature_or_an_unknown_key_is_what_the_policy_says_and_a_wrong_signature_is_refused_always() {
+        let dir = tempfile::tempdir().unwrap();
+        let (publisher, stranger) = (Publisher::new(), Publisher::new());
+        let (manifest, library) = plugin(dir.path(), None);
+        assert!(matches!(
+            check(TrustPolicy::Enforce, &[&publisher], &manifest, &library),
+            Err(LoadError::Unsigned { .. })
+        ));
+        assert!(matches!(check(TrustPolicy::Warn, &[&publisher], &manifest, &library), Ok(Trust::Untrusted { .. })));
+        assert_eq!(check(TrustPolicy::Off, &[&publisher], &manifest, &library).unwrap(), Trust::Unchecked);
+
+        plugin(dir.path(), Some((&stranger, &right_statement())));
+        let unknown = check(TrustPolicy::Enforce, &[&publisher], &manifest, &library);
+        assert!(matches!(unknown, Err(LoadError::UnknownKey { trusted: 1, .. })), "{unknown:?}");
+        let warned = check(TrustPolicy::Warn, &[&publisher], &manifest, &library).unwrap();
+        assert!(
+            matches!(warned, Trust::Untrusted { ref reason } if reason.contains("which is not trusted")),
+            "{warned:?}"
+        );
+
+        let moved = right_statement().replace("version=1.0.0", "version=0.9.0");
+        plugin(dir.path(), Some((&publisher, &moved)));
+        for policy in [TrustPolicy::Enforce, TrustPolicy::Warn, TrustPolicy::Off] {
+            let refused = check(policy, &[&publisher], &manifest, &library);
+            assert!(matches!(refused, Err(LoadError::SignatureStatement { .. })), "{policy}: {refused:?}");
+        }
+        std::fs::write(signature_path(&library), "not a signature").unwrap();
+        let malformed = check(TrustPolicy::Off, &[&publisher], &manifest, &library);
+        assert!(matches!(malformed, Err(LoadError::SignatureMalformed { .. })), "{malformed:?}");
+    }
+
+    #[test]
+    fn a_signature_over_other_bytes_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let publisher = Publisher::new();
+        let (manifest, library) = plugin(dir.path(), None);
+        std::fs::write(signature_path(&library), publisher.sign(b"other bytes", &right_statement())).unwrap();
+        let refused = check(TrustPolicy::Warn, &[&publisher], &manifest, &library);
+        assert!(matches!(refused, Err(LoadError::SignatureInvalid { .. })), "{refused:?}");
+    }
+}

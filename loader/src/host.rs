@@ -17,6 +17,7 @@ use crate::registry::CallError;
 use crate::registry::{Event, Observer, PluginHandle, PluginState, PluginStatus, Registry, Retired, Subscribers};
 use crate::trust::DEFAULT_MAX_LIBRARY;
 use crate::verify::{PrivateCache, check_binary, check_panic_strategy, read_library_file};
+#[cfg(feature = "watch")]
 use crate::watch::Watcher;
 
 /// A plugin host: configuration, private cache and registry. `Send + Sync`: share it (in an `Arc`) with
@@ -86,6 +87,7 @@ impl Host {
         self.inner.reconcile(&Scope::All)
     }
 
+    #[cfg(feature = "watch")]
     /// Starts watching the plugin directories: from now on, files that change are picked up (once they are
     /// complete and quiet for the debounce time) as by [`Host::load_all`]. Watching stops when the returned
     /// [`Watcher`] is dropped, or when the host shuts down.

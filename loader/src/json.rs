@@ -17,6 +17,7 @@ use semver::Version;
 
 use crate::error::LoadFailure;
 use crate::host::WouldNotLoad;
+#[cfg(feature = "install")]
 use crate::install::{Installed, Verification};
 use crate::load::LibraryInfo;
 use crate::reconcile::LoadReport;
@@ -350,6 +351,7 @@ impl Check {
     }
 }
 
+#[cfg(feature = "install")]
 /// `berth verify --json`: what a bundle or installed plugin was verified to be.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verified {
@@ -369,6 +371,7 @@ pub struct Verified {
     pub library: Option<Library>,
 }
 
+#[cfg(feature = "install")]
 impl From<&Verification> for Verified {
     fn from(verification: &Verification) -> Verified {
         Verified {
@@ -383,6 +386,7 @@ impl From<&Verification> for Verified {
     }
 }
 
+#[cfg(feature = "install")]
 /// `berth install --json`: what was installed where.
 #[derive(Debug, Clone, Serialize)]
 pub struct Install {
@@ -398,6 +402,7 @@ pub struct Install {
     pub kept: Vec<&'static str>,
 }
 
+#[cfg(feature = "install")]
 impl From<&Installed> for Install {
     fn from(installed: &Installed) -> Install {
         Install {

@@ -61,6 +61,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "install")]
 pub mod bundle;
 mod checksums;
 pub mod config;
@@ -70,6 +71,7 @@ pub mod error;
 mod fsutil;
 pub mod guarded;
 mod host;
+#[cfg(feature = "install")]
 pub mod install;
 mod instance;
 pub mod json;
@@ -84,9 +86,11 @@ mod record;
 mod registry;
 pub mod trust;
 mod verify;
+#[cfg(feature = "watch")]
 mod watch;
 
 pub use berth_plugin_api::{ErrorKind, HealthStatus, Interface, ext};
+#[cfg(feature = "install")]
 pub use bundle::Bundle;
 pub use config::{HostConfig, Overrides, PLUGIN_PATH_ENV, ReloadConfig};
 pub use error::{BundleError, DependencyProblem, HostError, KeyError, LoadError, LoadFailure, ManifestError};
@@ -98,6 +102,7 @@ pub use registry::{
     CallError, Event, EventKind, Health, LocalTyped, Observer, PluginHandle, PluginState, PluginStatus, Retired, Typed,
 };
 pub use trust::{Trust, TrustConfig, TrustPolicy, TrustedKey};
+#[cfg(feature = "watch")]
 pub use watch::Watcher;
 
 /// The error a plugin returns from a call, as typed extension interfaces hand it back.

@@ -27,7 +27,9 @@ use semver::{Version, VersionReq};
 use serde::{Deserialize, Deserializer, de};
 
 use crate::error::{LoadError, ManifestError};
-use crate::guarded::{self, ReadError};
+use crate::guarded;
+#[cfg(feature = "install")]
+use crate::guarded::ReadError;
 pub use crate::name::{InvalidName, PluginName};
 
 /// A validated manifest.
@@ -141,6 +143,7 @@ impl Manifest {
     }
 }
 
+#[cfg(feature = "install")]
 /// Sets `enabled` in the manifest at `path`, keeping its comments and layout (the file is replaced
 /// atomically). Returns whether the file changed.
 pub fn set_enabled(path: &Path, enabled: bool) -> Result<bool, ManifestError> {
@@ -153,6 +156,7 @@ pub fn set_enabled(path: &Path, enabled: bool) -> Result<bool, ManifestError> {
     })
 }
 
+#[cfg(feature = "install")]
 /// Sets `pin` to `version` in the manifest at `path`, keeping its comments and layout.
 pub(crate) fn set_pin(path: &Path, version: &Version) -> Result<bool, ManifestError> {
     edit(path, |document| {
@@ -161,6 +165,7 @@ pub(crate) fn set_pin(path: &Path, version: &Version) -> Result<bool, ManifestEr
     })
 }
 
+#[cfg(feature = "install")]
 /// Keeps what ops set in an installed manifest when a new version's manifest replaces it: `enabled` and the
 /// `[config]` table are copied from `installed` into `new` (comments and layout of both kept). Returns the
 /// keys copied that differ from what the new manifest said.
@@ -184,6 +189,7 @@ pub(crate) fn carry_over(installed: &Path, new: &Path) -> Result<Vec<&'static st
     Ok(carried)
 }
 
+#[cfg(feature = "install")]
 /// Applies `change` to the manifest at `path`; when it reports a change, the result is validated and
 /// written through a temporary file and a rename.
 fn edit(path: &Path, change: impl FnOnce(&mut toml_edit::DocumentMut) -> bool) -> Result<bool, ManifestError> {
@@ -285,6 +291,7 @@ pub(crate) fn parse_toml<T: de::DeserializeOwned>(path: &Path, text: &str) -> Re
     toml::from_str(text).map_err(|error| invalid(path, text, error.span(), error.message()))
 }
 
+#[cfg(feature = "install")]
 /// Parses `text` (the file at `path`) for an edit that keeps comments and layout; a refusal names the line and
 /// column with the same snippet as [`parse_toml`].
 fn parse_document(path: &Path, text: &str) -> Result<toml_edit::DocumentMut, ManifestError> {
@@ -391,6 +398,7 @@ when = 1979-05-27T07:32:00Z
         assert!(error.len() < 1000, "{} bytes", error.len());
     }
 
+    #[cfg(feature = "install")]
     /// An edit of a manifest that does not parse (install's carry-over from the installed one) names the real
     /// line and column, with the snippet, not 1:1.
     #[test]

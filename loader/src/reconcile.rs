@@ -60,9 +60,11 @@ pub(crate) enum Scope {
     /// Every manifest under the plugin directories (an explicit load: nothing is deferred).
     All,
     /// After a file-event overflow: every manifest, deferring libraries still being written.
+    #[cfg_attr(not(feature = "watch"), allow(dead_code))]
     Rescan,
     /// The manifests whose directory contains, or lies under, one of these paths (where files changed);
     /// libraries still being written are deferred.
+    #[cfg_attr(not(feature = "watch"), allow(dead_code))]
     Paths(Vec<PathBuf>),
 }
 

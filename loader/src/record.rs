@@ -80,12 +80,14 @@ impl AcceptedVersions {
         Ok(AcceptedVersions { path, versions: Mutex::new(versions) })
     }
 
-    /// The highest version of `name` accepted so far.
+    /// The highest version of `name` accepted so far (install checks a bundle against it).
+    #[cfg_attr(not(feature = "install"), allow(dead_code))]
     pub(crate) fn highest(&self, name: &PluginName) -> Option<Version> {
         self.versions.lock().unwrap_or_else(|e| e.into_inner()).get(name.as_str()).cloned()
     }
 
     /// The record's file.
+    #[cfg_attr(not(feature = "install"), allow(dead_code))]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

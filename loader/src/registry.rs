@@ -601,6 +601,7 @@ impl Registry {
     /// Reports to every plugin found under the plugin directory `dir` that the directory is gone (`back`
     /// false) or watched again: an [`EventKind::Unwatched`] or [`EventKind::Watched`] event each, with
     /// `detail`. Nothing changes state.
+    #[cfg_attr(not(feature = "watch"), allow(dead_code))]
     pub(crate) fn directory_watch(&self, dir: &Path, back: bool, detail: &str) {
         let slots: Vec<Arc<Slot>> = {
             let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());

@@ -6,17 +6,35 @@
 
 use std::process::Command;
 
-/// The packages `package` depends on through normal (not dev or build) dependencies, by name.
-fn normal_dependencies(package: &str) -> Vec<String> {
+/// The packages `package` depends on through normal (not dev or build) dependencies, by name, with `features`
+/// (cargo tree's flags, e.g. `--no-default-features`).
+fn normal_dependencies_with(package: &str, features: &[&str]) -> Vec<String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
         .args(["tree", "--offline", "--quiet", "-e", "normal", "--prefix", "none", "--format", "{p}", "-p", package])
+        .args(features)
         .current_dir(berth_tests::root())
         .output()
         .expect("cargo tree runs");
     assert!(output.status.success(), "cargo tree -p {package}: {}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8(output.stdout).unwrap();
     text.lines().filter_map(|line| line.split_whitespace().next()).map(str::to_owned).collect()
+}
+
+fn normal_dependencies(package: &str) -> Vec<String> {
+    normal_dependencies_with(package, &[])
+}
+
+/// Watching and installing are features (on by default): an application that only loads what ops lay out
+/// pulls no file watcher, archive or format-preserving TOML crate.
+#[test]
+fn without_its_default_features_the_core_library_pulls_no_watcher_or_archive_crate() {
+    let dependencies = normal_dependencies_with("berth", &["--no-default-features"]);
+    assert!(dependencies.iter().any(|d| d == "abi_stable"), "cargo tree lists the dependencies: {dependencies:?}");
+    let found: Vec<&String> =
+        dependencies.iter().filter(|d| ["notify", "tar", "flate2", "toml_edit"].contains(&d.as_str())).collect();
+    assert!(found.is_empty(), "berth without default features depends on {found:?}");
+    assert!(normal_dependencies("berth").iter().any(|d| d == "notify"), "the default features include watching");
 }
 
 #[test]
@@ -60,7 +78,7 @@ fn module_graph() -> std::collections::BTreeMap<String, std::collections::BTreeS
     let mut graph = std::collections::BTreeMap::new();
     for module in &modules {
         let text = std::fs::read_to_string(dir.join(format!("{module}.rs"))).unwrap();
-        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let code = text.split("\nmod tests {").next().unwrap_or_default();
         let uses = code
             .split("crate::")
             .skip(1)

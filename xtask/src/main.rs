@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use berth::PluginName;
-use berth_author::{SigningKey, Workspace};
+use berth_author::{Workspace, cli};
 use clap::{Parser, Subcommand};
 
 /// Berth's development tasks.
@@ -48,28 +48,11 @@ enum Task {
         /// The plugins to bundle; every plugin under plugins/ that has a manifest in manifests/ when left out.
         #[arg(value_name = "PLUGIN", value_parser = PluginName::new)]
         plugins: Vec<PluginName>,
-        /// Where to write the bundles [default: target/bundles, or bundles in CARGO_TARGET_DIR when set].
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Sign each library with this minisign secret key (asks for its password, or reads
-        /// BERTH_KEY_PASSWORD, when it has one).
-        #[arg(long, value_name = "SECRET_KEY_FILE")]
-        key: Option<PathBuf>,
+        #[command(flatten)]
+        options: cli::BundleOptions,
     },
-    /// Sign the library in a bundle, in place.
-    Sign {
-        /// The bundle (`<name>-<version>-<target>.tar.gz`).
-        bundle: PathBuf,
-        /// The minisign secret key (asks for its password, or reads BERTH_KEY_PASSWORD, when it has one).
-        #[arg(long, value_name = "SECRET_KEY_FILE")]
-        key: PathBuf,
-    },
-    /// Write a new minisign key pair without a password (berth.key, berth.pub), for CI.
-    Keygen {
-        /// The directory to write the key pair into.
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        out: PathBuf,
-    },
+    Sign(cli::Sign),
+    Keygen(cli::Keygen),
     /// Run the benchmarks (tests/benches) against optimised plugins and print the table of BENCHMARKS.md.
     Bench {
         /// Fewer, shorter samples (criterion's --quick; 3 load samples, 21 reloads): a quick look, not figures
@@ -89,17 +72,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Demo => demo::demo(),
-        Task::Bundle { plugins, out, key } => bundle(&plugins, out, key.as_deref()),
-        Task::Sign { bundle, key } => SigningKey::load(&key)
-            .and_then(|key| berth_author::sign(&bundle, &key))
-            .map(|signed| println!("{signed}"))
-            .map_err(|e| e.to_string()),
-        Task::Keygen { out } => berth_author::keygen(&out)
-            .map(|pair| {
-                println!("{pair}");
-                eprintln!("\n{}", pair.warning());
-            })
-            .map_err(|e| e.to_string()),
+        Task::Bundle { plugins, options } => bundle(&plugins, &options),
+        Task::Sign(sign) => sign.run().map_err(|e| e.to_string()),
+        Task::Keygen(keygen) => keygen.run().map_err(|e| e.to_string()),
         Task::NewPlugin { name } => scaffold::new_plugin(&name),
         Task::Bench { quick } => bench::bench(quick),
     };
@@ -137,9 +112,8 @@ fn library_file(krate: &str) -> String {
 }
 
 /// Builds `plugins` (every plugin crate of the workspace when empty: a crate with a manifest in `manifests/`)
-/// in release and writes a bundle of each into `out` (default `<target dir>/bundles`), signed with the secret
-/// key at `key` when given. One line per bundle; a plugin that fails does not stop the others.
-fn bundle(plugins: &[PluginName], out: Option<PathBuf>, key: Option<&Path>) -> Result<(), String> {
+/// in release and writes a bundle of each, as `options` say.
+fn bundle(plugins: &[PluginName], options: &cli::BundleOptions) -> Result<(), String> {
     let workspace = Workspace::open(Some(&root().join("Cargo.toml"))).map_err(|e| e.to_string())?;
     let plugins = match plugins {
         [] => workspace.plugins(),
@@ -149,19 +123,5 @@ fn bundle(plugins: &[PluginName], out: Option<PathBuf>, key: Option<&Path>) -> R
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?,
     };
-    // Before the build: a wrong key or password should not wait for a release build to be reported.
-    let key = key.map(SigningKey::load).transpose().map_err(|e| e.to_string())?;
-    let out = out.unwrap_or_else(|| workspace.target_dir().join("bundles"));
-    let bundled = berth_author::bundle_all(&workspace, &plugins, &out, key.as_ref()).map_err(|e| e.to_string())?;
-    let mut failures = Vec::new();
-    for (plugin, bundled) in plugins.iter().zip(bundled) {
-        match bundled {
-            Ok(bundled) => println!("{bundled}"),
-            Err(e) => failures.push(format!("{}: {e}", plugin.name)),
-        }
-    }
-    if failures.is_empty() {
-        return Ok(());
-    }
-    Err(format!("{} of {} plugins not bundled:\n  {}", failures.len(), plugins.len(), failures.join("\n  ")))
+    options.run(&workspace, &plugins).map_err(|e| e.to_string())
 }

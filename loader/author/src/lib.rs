@@ -7,12 +7,13 @@
 //! - [`bundle`]: bundles (`<name>-<version>-<target>.tar.gz`) written and signed the way hosts verify them.
 //!
 //! Everything here returns what it did (types whose `Display` is the line a tool prints) and a typed
-//! [`Error`]; nothing prints. A bundle is for the target these tools were built for ([`HOST_TARGET`]): build
+//! [`Error`]; only [`cli`], the subcommands both tools share, prints. A bundle is for the target these tools were built for ([`HOST_TARGET`]): build
 //! and bundle on each platform you ship for.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod cli;
 pub mod keys;
 pub mod project;
 pub mod scaffold;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use berth::PluginName;
-use berth_author::{ApiDependency, Error, HOST_TARGET, NewPlugin, SigningKey, Workspace, scaffold};
+use berth_author::{ApiDependency, Error, HOST_TARGET, NewPlugin, Workspace, cli, scaffold};
 use clap::{Parser, Subcommand};
 
 /// What cargo runs: `cargo-berth berth ...`.
@@ -50,28 +50,11 @@ enum Command {
         /// Bundle every plugin crate in the workspace.
         #[arg(long)]
         all: bool,
-        /// Where to write the bundles [default: bundles in the target directory].
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Sign each library with this minisign secret key (asks for its password, or reads
-        /// BERTH_KEY_PASSWORD, when it has one).
-        #[arg(long, value_name = "SECRET_KEY_FILE")]
-        key: Option<PathBuf>,
+        #[command(flatten)]
+        options: cli::BundleOptions,
     },
-    /// Sign the library in a bundle, in place.
-    Sign {
-        /// The bundle (`<name>-<version>-<target>.tar.gz`).
-        bundle: PathBuf,
-        /// The minisign secret key (asks for its password, or reads BERTH_KEY_PASSWORD, when it has one).
-        #[arg(long, value_name = "SECRET_KEY_FILE")]
-        key: PathBuf,
-    },
-    /// Write a new minisign key pair without a password (berth.key, berth.pub), for CI.
-    Keygen {
-        /// The directory to write the key pair into.
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        out: PathBuf,
-    },
+    Sign(cli::Sign),
+    Keygen(cli::Keygen),
 }
 
 fn main() -> ExitCode {
@@ -98,32 +81,13 @@ fn run(command: Command) -> Result<(), Error> {
             println!("  cargo berth bundle --key keys/berth.key");
             println!("  berth install target/bundles/{name}-{}-{HOST_TARGET}.tar.gz", scaffold::VERSION);
         }
-        Command::Bundle { manifest_path, package, all, out, key } => {
+        Command::Bundle { manifest_path, package, all, options } => {
             let workspace = Workspace::open(manifest_path.as_deref())?;
             let plugins = if all { workspace.plugins() } else { vec![workspace.plugin(package.as_deref())?] };
-            // Before the build: a wrong key or password should not wait for a release build to be reported.
-            let key = key.as_deref().map(SigningKey::load).transpose()?;
-            let out = out.unwrap_or_else(|| workspace.target_dir().join("bundles"));
-            let mut failed = 0;
-            for bundled in berth_author::bundle_all(&workspace, &plugins, &out, key.as_ref())? {
-                match bundled {
-                    Ok(bundled) => println!("{bundled}"),
-                    Err(error) => {
-                        eprintln!("error: {error}");
-                        failed += 1;
-                    }
-                }
-            }
-            if failed > 0 {
-                return Err(Error::NotAll { failed, of: plugins.len() });
-            }
+            options.run(&workspace, &plugins)?;
         }
-        Command::Sign { bundle, key } => println!("{}", berth_author::sign(&bundle, &SigningKey::load(&key)?)?),
-        Command::Keygen { out } => {
-            let pair = berth_author::keygen(&out)?;
-            println!("{pair}");
-            eprintln!("\n{}", pair.warning());
-        }
+        Command::Sign(sign) => sign.run()?,
+        Command::Keygen(keygen) => keygen.run()?,
     }
     Ok(())
 }

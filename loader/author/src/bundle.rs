@@ -242,4 +242,38 @@ mod tests {
             assert!(matches!(signature, Signature::New(ref new) if *new != first), "a wrong signature was kept");
         }
     }
+
+    /// A new crate outside any workspace, from the scaffold, depending on this checkout's plugin-api.
+    fn new_crate(dir: &Path) -> PathBuf {
+        let api = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugin-api");
+        let name = berth::PluginName::new("hello-world").unwrap();
+        let plugin = crate::NewPlugin::standalone(name, dir.join("hello-world"), crate::ApiDependency::Path(api));
+        crate::new_plugin(&plugin).unwrap();
+        dir.join("hello-world")
+    }
+
+    #[test]
+    fn the_plugin_crate_is_found_from_its_cargo_toml_and_a_manifest_that_disagrees_is_refused_before_the_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let krate = new_crate(dir.path());
+        let workspace = Workspace::open(Some(&krate.join("Cargo.toml"))).unwrap();
+        let plugin = workspace.plugin(None).unwrap();
+        assert_eq!((plugin.name.as_str(), plugin.manifest.clone()), ("hello-world", krate.join("hello-world.toml")));
+        let unknown = workspace.plugin(Some("other")).unwrap_err().to_string();
+        assert!(
+            unknown.contains("no plugin crate \"other\" here") && unknown.ends_with("are: hello-world"),
+            "{unknown}"
+        );
+
+        let manifest = fs::read_to_string(&plugin.manifest).unwrap();
+        fs::write(&plugin.manifest, manifest.replace("version = \"0.1.0\"", "version = \"0.2.0\"")).unwrap();
+        let refused = bundle_all(&workspace, &[plugin], &dir.path().join("out"), None).unwrap_err();
+        let expected = "it gives version 0.2.0, but";
+        assert!(
+            refused.to_string().contains(expected) && refused.to_string().ends_with("make them the same"),
+            "{refused}"
+        );
+        assert!(!dir.path().join("out").exists(), "nothing is written");
+        assert!(!krate.join("target").exists(), "refused before cargo built anything");
+    }
 }

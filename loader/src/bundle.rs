@@ -21,7 +21,7 @@ use semver::Version;
 
 use crate::checksums::{CHECKSUM_FILE, parse_checksums};
 use crate::digest::sha256_hex;
-use crate::error::{BundleError, LoadError, ManifestError};
+use crate::error::{LoadError, ManifestError};
 use crate::guarded;
 use crate::manifest::{Manifest, PluginName};
 use crate::name::quote;
@@ -402,6 +402,58 @@ fn set_fixed(header: &mut tar::Header, kind: tar::EntryType, mode: u32, size: u6
     header.set_mtime(0);
     header.set_uid(0);
     header.set_gid(0);
+}
+
+/// A bundle that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// The bundle could not be read.
+    #[error("{}: {error}", path.display())]
+    Io {
+        /// The bundle.
+        path: PathBuf,
+        /// The cause.
+        error: io::Error,
+    },
+    /// Not a bundle: not a gzip'd tar, damaged, or laid out otherwise.
+    #[error("{} is not a usable Berth bundle: {reason}", path.display())]
+    Format {
+        /// The bundle.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file's digest differs from the one `SHA256SUMS` gives.
+    #[error(
+        "{}: {file}: sha256 mismatch: SHA256SUMS expects {expected}, the bundle holds {found}; the bundle was damaged or altered, download it again",
+        path.display()
+    )]
+    Checksum {
+        /// The bundle.
+        path: PathBuf,
+        /// The file in the bundle.
+        file: String,
+        /// The digest `SHA256SUMS` gives.
+        expected: String,
+        /// The digest of the bytes in the bundle.
+        found: String,
+    },
+    /// The bundle's manifest is not valid.
+    #[error(transparent)]
+    Manifest(Box<ManifestError>),
+    /// The bundle file cannot be read: missing, not a regular file (a directory given as a bundle), too large.
+    #[error("{}: {error}; give the path of a bundle file (<name>-<version>-<target>.tar.gz)", path.display())]
+    Read {
+        /// The bundle.
+        path: PathBuf,
+        /// Why.
+        error: crate::guarded::ReadError,
+    },
+    /// The bundle's library is not one this host can load (refused from its first bytes, before the rest
+    /// is read).
+    #[error(transparent)]
+    Library(Box<LoadError>),
 }
 
 impl From<ManifestError> for BundleError {

@@ -186,15 +186,21 @@ fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<
     parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
 }
 
+/// A duration that is not one (see [`parse_duration`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} is not a duration; write a whole number and a unit: 250ms, 2s, 1m, 1h (or terms such as 1m 30s)",
+    crate::name::quote(text)
+)]
+pub struct InvalidDuration {
+    /// The text given.
+    pub text: String,
+}
+
 /// Reads a duration as configuration files and the CLI write it: one or more terms of a whole number and a
 /// unit, `ms`, `s`, `m` or `h`, separated by spaces (`250ms`, `2s`, `1m 30s`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let refused = || {
-        let shown = crate::name::quote(text);
-        format!(
-            "{shown} is not a duration; write a whole number and a unit: 250ms, 2s, 1m, 1h (or terms such as 1m 30s)"
-        )
-    };
+pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
+    let refused = || InvalidDuration { text: text.to_owned() };
     let mut total = Duration::ZERO;
     let mut terms = text.split_whitespace().peekable();
     terms.peek().ok_or_else(refused)?;
@@ -285,7 +291,7 @@ mod tests {
             assert_eq!(parse_duration(text), Ok(Duration::from_millis(expected)), "{text}");
         }
         for text in ["", "2", "s", "2 s", "1.5s", "-1s", "2sec", "99999999999999999999h", "18446744073709551615h"] {
-            let refused = parse_duration(text).unwrap_err();
+            let refused = parse_duration(text).unwrap_err().to_string();
             assert!(refused.contains("is not a duration; write a whole number and a unit"), "{text}: {refused}");
         }
     }

@@ -552,58 +552,6 @@ pub struct LoadFailure {
     pub error: LoadError,
 }
 
-/// A bundle that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BundleError {
-    /// The bundle could not be read.
-    #[error("{}: {error}", path.display())]
-    Io {
-        /// The bundle.
-        path: PathBuf,
-        /// The cause.
-        error: io::Error,
-    },
-    /// Not a bundle: not a gzip'd tar, damaged, or laid out otherwise.
-    #[error("{} is not a usable Berth bundle: {reason}", path.display())]
-    Format {
-        /// The bundle.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A file's digest differs from the one `SHA256SUMS` gives.
-    #[error(
-        "{}: {file}: sha256 mismatch: SHA256SUMS expects {expected}, the bundle holds {found}; the bundle was damaged or altered, download it again",
-        path.display()
-    )]
-    Checksum {
-        /// The bundle.
-        path: PathBuf,
-        /// The file in the bundle.
-        file: String,
-        /// The digest `SHA256SUMS` gives.
-        expected: String,
-        /// The digest of the bytes in the bundle.
-        found: String,
-    },
-    /// The bundle's manifest is not valid.
-    #[error(transparent)]
-    Manifest(Box<ManifestError>),
-    /// The bundle file cannot be read: missing, not a regular file (a directory given as a bundle), too large.
-    #[error("{}: {error}; give the path of a bundle file (<name>-<version>-<target>.tar.gz)", path.display())]
-    Read {
-        /// The bundle.
-        path: PathBuf,
-        /// Why.
-        error: crate::guarded::ReadError,
-    },
-    /// The bundle's library is not one this host can load (refused from its first bytes, before the rest
-    /// is read).
-    #[error(transparent)]
-    Library(Box<LoadError>),
-}
-
 /// The host could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -667,7 +615,7 @@ mod tests {
                 error: LoadError::Io { path: path(), error: denied() },
             }),
             Box::new(ManifestError::Write { path: path(), error: denied() }),
-            Box::new(BundleError::Read { path: path(), error: ReadError::Io(denied()) }),
+            Box::new(crate::bundle::BundleError::Read { path: path(), error: ReadError::Io(denied()) }),
             Box::new(KeyError::Unreadable { path: path(), error: ReadError::Missing }),
             Box::new(KeyError::InFile { path: path(), error: Box::new(KeyError::Empty) }),
             Box::new(HostError::Config(ManifestError::Read { path: path(), error: ReadError::NotText })),

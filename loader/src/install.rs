@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 use semver::Version;
 
 use crate::bundle::Bundle;
+use crate::bundle::BundleError;
 use crate::config::HostConfig;
 use crate::discover::discover;
-use crate::error::{BundleError, HostError, LoadError, ManifestError};
+use crate::error::{HostError, LoadError, ManifestError};
 use crate::fsutil::{lock_dir, sync_dir};
 use crate::load::{self, LibraryInfo, check_api_requirement, check_metadata};
 use crate::manifest::{Manifest, PluginName, carry_over, set_pin};

@@ -92,8 +92,10 @@ mod watch;
 pub use berth_plugin_api::{ErrorKind, HealthStatus, Interface, ext};
 #[cfg(feature = "install")]
 pub use bundle::Bundle;
+#[cfg(feature = "install")]
+pub use bundle::BundleError;
 pub use config::{HostConfig, Overrides, PLUGIN_PATH_ENV, ReloadConfig};
-pub use error::{BundleError, DependencyProblem, HostError, KeyError, LoadError, LoadFailure, ManifestError};
+pub use error::{DependencyProblem, HostError, KeyError, LoadError, LoadFailure, ManifestError};
 pub use host::{Host, HostBuilder, InspectError, WouldNotLoad, inspect_library};
 pub use load::LibraryInfo;
 pub use manifest::{Manifest, PluginName};

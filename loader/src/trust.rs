@@ -76,15 +76,23 @@ pub enum TrustPolicy {
     Off,
 }
 
-impl std::str::FromStr for TrustPolicy {
-    type Err = String;
+/// A trust policy that is none of `enforce`, `warn` and `off`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown trust policy {text:?}: use enforce, warn or off")]
+pub struct UnknownPolicy {
+    /// The text given.
+    pub text: String,
+}
 
-    fn from_str(text: &str) -> Result<Self, String> {
+impl std::str::FromStr for TrustPolicy {
+    type Err = UnknownPolicy;
+
+    fn from_str(text: &str) -> Result<Self, UnknownPolicy> {
         match text {
             "enforce" => Ok(TrustPolicy::Enforce),
             "warn" => Ok(TrustPolicy::Warn),
             "off" => Ok(TrustPolicy::Off),
-            other => Err(format!("unknown trust policy {other:?}: use enforce, warn or off")),
+            other => Err(UnknownPolicy { text: other.to_owned() }),
         }
     }
 }

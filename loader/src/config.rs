@@ -43,15 +43,16 @@ pub struct ReloadConfig {
     /// this long ago is taken to be still being written: it is checked again later instead of being reported.
     /// Default 2 s.
     pub settle: Duration,
-    /// Each retired generation keeps its library mapped until the process exits (libraries are never
-    /// unloaded). Past this many retired generations of one plugin, further reloads of it are refused;
-    /// restart the host to reclaim the memory. Default 64.
-    pub max_retired_generations: u32,
+    /// Libraries are never unloaded: the image of a generation that no longer serves stays mapped until the
+    /// process exits. Once the distinct images no serving generation uses reach this many bytes (host-wide),
+    /// no new image is mapped: a reload or load of a build not mapped yet is refused, while builds already
+    /// mapped still load. Default 256 MiB; `[reload] max_retired_mib` in the host configuration file.
+    pub max_retired_bytes: u64,
 }
 
 impl Default for ReloadConfig {
     fn default() -> Self {
-        Self { debounce: Duration::from_millis(100), settle: Duration::from_secs(2), max_retired_generations: 64 }
+        Self { debounce: Duration::from_millis(100), settle: Duration::from_secs(2), max_retired_bytes: 256 << 20 }
     }
 }
 
@@ -177,7 +178,7 @@ struct ReloadFile {
     debounce: Option<Duration>,
     #[serde(default, deserialize_with = "duration")]
     settle: Option<Duration>,
-    max_retired_generations: Option<u32>,
+    max_retired_mib: Option<u64>,
 }
 
 /// A duration in a configuration file, as [`parse_duration`] reads it.
@@ -235,7 +236,7 @@ impl HostConfig {
     /// [reload]                                        # optional, defaults shown
     /// debounce = "100ms"                             # durations: 250ms, 2s, 1m, 1h
     /// settle = "2s"
-    /// max_retired_generations = 64
+    /// max_retired_mib = 256                           # retired library images kept mapped, host-wide
     ///
     /// [trust]                                         # optional, defaults shown
     /// policy = "warn"                                 # enforce | warn | off
@@ -274,8 +275,8 @@ impl HostConfig {
         let reload = &mut config.reload;
         reload.debounce = file.reload.debounce.unwrap_or(reload.debounce);
         reload.settle = file.reload.settle.unwrap_or(reload.settle);
-        if let Some(limit) = file.reload.max_retired_generations {
-            reload.max_retired_generations = limit;
+        if let Some(mib) = file.reload.max_retired_mib {
+            reload.max_retired_bytes = mib.saturating_mul(1 << 20);
         }
         Ok(config)
     }
@@ -302,14 +303,14 @@ mod tests {
         let path = dir.path().join("berth.toml");
         std::fs::write(
             &path,
-            "plugin_dirs = [\"p\", \"/abs\"]\ncache_dir = \"c\"\n[reload]\ndebounce = \"40ms\"\nmax_retired_generations = 3\n",
+            "plugin_dirs = [\"p\", \"/abs\"]\ncache_dir = \"c\"\n[reload]\ndebounce = \"40ms\"\nmax_retired_mib = 3\n",
         )
         .unwrap();
         let config = HostConfig::from_file(&path).unwrap();
         assert_eq!(config.plugin_dirs, vec![dir.path().join("p"), PathBuf::from("/abs")]);
         assert_eq!(config.cache_dir, dir.path().join("c"));
         let expected =
-            ReloadConfig { debounce: Duration::from_millis(40), max_retired_generations: 3, ..Default::default() };
+            ReloadConfig { debounce: Duration::from_millis(40), max_retired_bytes: 3 << 20, ..Default::default() };
         assert_eq!(config.reload, expected);
     }
 

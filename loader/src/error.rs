@@ -509,18 +509,22 @@ pub enum LoadError {
         /// The plugin's message.
         message: String,
     },
-    /// The plugin has as many retired generations as the host allows (each keeps its library mapped).
+    /// A new library image would be mapped while the images no serving generation uses already reach the
+    /// host's limit (libraries are never unmapped). A build already mapped still loads.
     #[error(
-        "{retired} retired generations already pin {} of libraries (max_retired_generations = {limit}); restart the host to reclaim that memory, or raise [reload].max_retired_generations in the host configuration",
-        mebibytes(*bytes)
+        "the libraries no plugin serves from any more already keep {} mapped ({images} image(s), {generations} retired generation(s)), the most this host allows ([reload].max_retired_mib = {}); a build already loaded once still loads; restart the host to reclaim that memory, or raise [reload].max_retired_mib in the host configuration",
+        mebibytes(*bytes),
+        limit >> 20
     )]
     RetiredLimit {
-        /// How many generations are retired.
-        retired: u64,
-        /// The bytes of the libraries they keep mapped.
+        /// Retired generations, host-wide.
+        generations: u64,
+        /// Distinct library images mapped that no serving generation uses.
+        images: u64,
+        /// Their bytes.
         bytes: u64,
-        /// The configured limit.
-        limit: u32,
+        /// The configured limit, in bytes.
+        limit: u64,
     },
 }
 

@@ -132,8 +132,10 @@ pub struct Plugin {
     pub sha256: Option<String>,
     /// Its signature's verdict.
     pub trust: Option<TrustJson>,
-    /// Generations no longer serving, whose libraries stay mapped.
+    /// Generations no longer serving.
     pub retired_generations: u64,
+    /// Distinct library images they (and refused reloads) keep mapped.
+    pub retired_images: u64,
     /// Bytes of library they keep mapped.
     pub retired_bytes: u64,
     /// Its health, when it was asked (`berth info`).
@@ -155,6 +157,7 @@ impl From<&PluginStatus> for Plugin {
             sha256: status.sha256.clone(),
             trust: status.trust.as_ref().map(TrustJson::from),
             retired_generations: status.retired_generations,
+            retired_images: status.retired_images,
             retired_bytes: status.retired_bytes,
             health: None,
         }

@@ -29,7 +29,7 @@ use crate::load;
 use crate::logbridge;
 use crate::manifest::{Manifest, PluginName};
 use crate::record::AcceptedVersions;
-use crate::registry::{Applied, Generation, Interfaces, PluginState, Registry};
+use crate::registry::{Applied, Generation, Interfaces, PluginState, Registry, Retired};
 use crate::trust::Trust;
 use crate::verify::{FileStamp, PrivateCache, Verified, check_manifest_permissions, verify_library};
 
@@ -298,7 +298,7 @@ impl HostState {
             self.registry.applied_in_place(applied, false);
             return Ok(Reload::Unchanged);
         }
-        self.check_retired_limit(manifest)?;
+        self.check_retired_limit(&verified.sha256)?;
         let mut generation = self.build(manifest, verified, &|_, _| {})?;
         let hand_over = prepare_hand_over(serving, &generation)?;
         // The durable write (fsyncs) before the export: calls the old generation serves after the export are
@@ -349,13 +349,18 @@ impl HostState {
         Ok(())
     }
 
-    /// Refuses a new generation of a plugin that already has as many retired generations as allowed (a
-    /// reload, or loading it again after it was disabled or failed).
-    fn check_retired_limit(&self, manifest: &Manifest) -> Result<(), LoadError> {
-        let retired = self.registry.retired(&manifest.name);
-        let limit = self.config.reload.max_retired_generations;
-        if retired.generations > 0 && retired.generations >= u64::from(limit) {
-            return Err(LoadError::RetiredLimit { retired: retired.generations, bytes: retired.bytes, limit });
+    /// Refuses to map a new library image (`sha256`) once the images no serving generation uses reach the
+    /// host's limit: they can never be unmapped. An image mapped already costs nothing and always loads, so a
+    /// host that goes back and forth between builds reloads for ever.
+    fn check_retired_limit(&self, sha256: &str) -> Result<(), LoadError> {
+        if self.registry.is_mapped(sha256) {
+            return Ok(());
+        }
+        let retired = self.registry.retired_total();
+        let limit = self.config.reload.max_retired_bytes;
+        if retired.bytes > 0 && retired.bytes >= limit {
+            let Retired { generations, images, bytes, .. } = retired;
+            return Err(LoadError::RetiredLimit { generations, images, bytes, limit });
         }
         Ok(())
     }
@@ -364,8 +369,8 @@ impl HostState {
     /// progress reported as state transitions. [`HostState::accept`] then puts it in service.
     fn prepare_new(&self, manifest: &Manifest) -> Result<Generation, LoadError> {
         self.check_requirements(manifest)?;
-        self.check_retired_limit(manifest)?;
         let verified = verify_library(manifest, &self.config.trust)?;
+        self.check_retired_limit(&verified.sha256)?;
         let progress = |state: PluginState, detail: String| self.registry.transition(manifest, state, detail);
         let detail = format!("{} sha256 {}; {}", verified.source.display(), verified.sha256, verified.trust);
         progress(PluginState::Validated, detail);

@@ -172,20 +172,26 @@ pub struct PluginStatus {
     pub sha256: Option<String>,
     /// Whether the active library is signed by a trusted key.
     pub trust: Option<Trust>,
-    /// Generations of this plugin no longer serving: each keeps its library mapped until the process exits.
+    /// Generations of this plugin no longer serving. A generation costs nothing once it has shut down; its
+    /// library image stays mapped until the process exits, counted once in `retired_images`.
     pub retired_generations: u64,
-    /// The bytes of this plugin's libraries that stay mapped but do not serve: those of retired generations
-    /// and of refused reloads that got as far as opening the library (each distinct library counted once).
+    /// Distinct library images of this plugin that stay mapped but do not serve: those of retired generations
+    /// and of refused reloads that got as far as opening the library.
+    pub retired_images: u64,
+    /// Their bytes.
     pub retired_bytes: u64,
 }
 
-/// The retired generations of every plugin, and the bytes of library they keep mapped.
+/// The retired generations of every plugin, and the library images they keep mapped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Retired {
     /// Retired generations.
     pub generations: u64,
-    /// Bytes of the distinct libraries mapped that no serving generation uses.
+    /// Distinct library images mapped that no serving generation uses (the same bytes are one image,
+    /// whichever plugins and generations loaded them).
+    pub images: u64,
+    /// Their bytes.
     pub bytes: u64,
 }
 
@@ -631,11 +637,6 @@ impl Registry {
             .collect()
     }
 
-    /// How many retired generations `name` has, and the bytes of the libraries only they use.
-    pub(crate) fn retired(&self, name: &PluginName) -> Retired {
-        self.get(name).map(|slot| retired_of(&slot)).unwrap_or_default()
-    }
-
     /// Every plugin's retired generations and the bytes of the libraries no serving generation uses.
     pub(crate) fn retired_total(&self) -> Retired {
         let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
@@ -650,8 +651,16 @@ impl Registry {
             generations += status.retired;
             libraries.extend(status.libraries.iter().map(|(sha, bytes)| (sha.clone(), *bytes)));
         }
-        let bytes = libraries.iter().filter(|(sha, _)| !serving.contains(*sha)).map(|(_, bytes)| bytes).sum();
-        Retired { generations, bytes }
+        let retired: Vec<u64> =
+            libraries.iter().filter(|(sha, _)| !serving.contains(*sha)).map(|(_, bytes)| *bytes).collect();
+        Retired { generations, images: retired.len() as u64, bytes: retired.iter().sum() }
+    }
+
+    /// Whether a library with these bytes (`sha256`) is mapped already, for any plugin: loading it again maps
+    /// nothing more (the private copy is content-addressed, and the loader returns the image it has).
+    pub(crate) fn is_mapped(&self, sha256: &str) -> bool {
+        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        slots.values().any(|slot| slot.status().libraries.contains_key(sha256))
     }
 
     /// Makes `generation` the one that serves its plugin; the one it replaces (if any) is retired. (If the
@@ -764,6 +773,7 @@ impl Registry {
                     sha256: current.as_ref().map(|g| g.sha256.clone()),
                     trust: current.as_ref().map(|g| g.trust.clone()),
                     retired_generations: retired.generations,
+                    retired_images: retired.images,
                     retired_bytes: retired.bytes,
                 }
             })
@@ -802,8 +812,9 @@ fn retired_of(slot: &Slot) -> Retired {
     let current = slot.current.load();
     let serving = current.as_ref().map(|g| g.sha256.as_str());
     let status = slot.status();
-    let bytes = status.libraries.iter().filter(|(sha, _)| Some(sha.as_str()) != serving).map(|(_, b)| b).sum();
-    Retired { generations: status.retired, bytes }
+    let retired: Vec<u64> =
+        status.libraries.iter().filter(|(sha, _)| Some(sha.as_str()) != serving).map(|(_, b)| *b).collect();
+    Retired { generations: status.retired, images: retired.len() as u64, bytes: retired.iter().sum() }
 }
 
 /// A caller's handle on one plugin: cheap to clone, `Send + Sync`, and always reaching the plugin's current

@@ -183,7 +183,7 @@ fn reload(quick: bool) -> Vec<Value> {
     let layout = Layout::new();
     let dir = layout.add_bench_plugin(BENCH_PLUGIN, &mark(0));
     let mut config = layout.config();
-    config.reload.max_retired_generations = 1000;
+    config.reload.max_retired_bytes = u64::MAX;
     let host = Arc::new(Host::new(config).unwrap());
     assert!(host.load_all().failures.is_empty());
     let events = host.subscribe();
@@ -270,7 +270,7 @@ fn status_kib() -> (f64, f64) {
 fn child_memory(plugins: &Path) {
     let state = tempfile::tempdir().unwrap();
     let mut config = config(plugins, state.path());
-    config.reload.max_retired_generations = 1000;
+    config.reload.max_retired_bytes = u64::MAX;
     let host = Host::new(config).unwrap();
     assert!(host.load_all().failures.is_empty());
     let plugin = host.plugin(BENCH_PLUGIN).unwrap();

@@ -511,36 +511,70 @@ fn overwriting_the_loaded_library_in_place_does_not_crash_the_host() {
     assert_eq!(mark(&host), "two");
 }
 
+/// Retired memory is counted by library image: once the images no serving generation uses reach
+/// `max_retired_bytes`, a build not mapped yet is refused, while a build mapped already still reloads.
 #[test]
-fn retired_generations_are_counted_and_past_the_limit_reloads_are_refused() {
+fn past_the_retired_bytes_limit_new_builds_are_refused_and_builds_already_mapped_still_reload() {
     let layout = Layout::new();
     let dir = layout.add_reloadable(Reloadable::marked("one"), "");
+    let size = |build: Reloadable| fs::metadata(build.library()).unwrap().len();
     let mut config = layout.config();
-    config.reload.max_retired_generations = 2;
+    // Room for one retired image: the limit is reached once two are retired.
+    config.reload.max_retired_bytes = size(Reloadable::marked("one")) + 1;
     let host = Host::new(config).unwrap();
     host.load_all();
-    let builds = [Reloadable::marked("two"), Reloadable::marked("three"), Reloadable::marked("four")];
     let target = dir.join(library_file("reloadable"));
-    for build in &builds[..2] {
-        install_atomically(&target, &fs::read(build.library()).unwrap());
+    let put = |build: Reloadable| install_atomically(&target, &fs::read(build.library()).unwrap());
+    for build in [Reloadable::marked("two"), Reloadable::marked("three")] {
+        put(build);
         assert_eq!(host.load_all().reloaded.len(), 1);
     }
     let status = host.plugins().into_iter().next().unwrap();
-    assert_eq!(status.retired_generations, 2);
-    let one_and_two = fs::metadata(Reloadable::marked("one").library()).unwrap().len()
-        + fs::metadata(Reloadable::marked("two").library()).unwrap().len();
+    assert_eq!((status.retired_generations, status.retired_images), (2, 2));
+    let one_and_two = size(Reloadable::marked("one")) + size(Reloadable::marked("two"));
     assert_eq!(status.retired_bytes, one_and_two, "the libraries only retired generations use");
-    assert_eq!(host.retired().generations, 2);
+    assert_eq!((host.retired().generations, host.retired().images, host.retired().bytes), (2, 2, one_and_two));
 
-    install_atomically(&target, &fs::read(builds[2].library()).unwrap());
+    put(Reloadable::marked("four"));
     let report = host.load_all();
     let message = report.failures[0].error.to_string();
-    assert!(
-        message.contains("2 retired generations already pin") && message.contains("max_retired_generations = 2"),
-        "{message}"
-    );
-    assert!(message.contains("restart the host"), "{message}");
+    let expected = "the libraries no plugin serves from any more already keep";
+    assert!(message.starts_with(expected) && message.contains("(2 image(s), 2 retired generation(s))"), "{message}");
+    assert!(message.contains("a build already loaded once still loads; restart the host"), "{message}");
     assert_eq!(mark(&host), "three", "the serving generation keeps serving");
+
+    put(Reloadable::marked("one"));
+    assert_eq!(host.load_all().reloaded.len(), 1, "a build mapped already reloads past the limit");
+    assert_eq!(mark(&host), "one");
+    let retired = host.retired();
+    assert_eq!(
+        (retired.generations, retired.images),
+        (3, 2),
+        "one's image serves again; two's and three's are retired"
+    );
+}
+
+/// A host that goes back and forth between two builds maps two images and reloads for ever: 200 reloads,
+/// none refused, however low the limit.
+#[test]
+fn a_host_alternating_two_builds_reloads_for_ever() {
+    let layout = Layout::new();
+    let dir = layout.add_reloadable(Reloadable::marked("one"), "");
+    let mut config = layout.config();
+    config.reload.max_retired_bytes = 1;
+    let host = Host::new(config).unwrap();
+    assert!(host.load_all().failures.is_empty());
+    let target = dir.join(library_file("reloadable"));
+    let builds = [Reloadable::marked("two"), Reloadable::marked("one")].map(|build| fs::read(build.library()).unwrap());
+    for reload in 0..200 {
+        install_atomically(&target, &builds[reload % 2]);
+        let report = host.load_all();
+        assert!(report.failures.is_empty(), "reload {reload}: {:?}", report.failures);
+        assert_eq!(report.reloaded.len(), 1, "reload {reload}");
+    }
+    assert_eq!(mark(&host), "one");
+    let retired = host.retired();
+    assert_eq!((retired.generations, retired.images), (200, 1), "two generations' worth of images, one retired");
 }
 
 #[test]

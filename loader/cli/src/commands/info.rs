@@ -42,8 +42,9 @@ pub(crate) fn info(host: &Host, report: &LoadReport, target: &str, json: bool) -
     }
     if let (Some(generation), Some(library), Some(sha256)) = (status.generation, &status.library, &status.sha256) {
         say!(
-            "generation: {generation} ({} retired, pinning {} bytes)",
+            "generation: {generation} ({} retired; {} retired image(s) mapped, {} bytes)",
             status.retired_generations,
+            status.retired_images,
             status.retired_bytes
         );
         say!("sha256:     {sha256}");

@@ -138,6 +138,12 @@ pub struct Plugin {
     pub retired_images: u64,
     /// Bytes of library they keep mapped.
     pub retired_bytes: u64,
+    /// The bulkhead (`[limits] max_concurrent_calls`), or `null`.
+    pub max_concurrent_calls: Option<u32>,
+    /// Calls in flight (counted while a bulkhead is configured).
+    pub in_flight: u32,
+    /// Calls the bulkhead refused since the host started.
+    pub overloaded: u64,
     /// Its health, when it was asked (`berth info`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthJson>,
@@ -159,6 +165,9 @@ impl From<&PluginStatus> for Plugin {
             retired_generations: status.retired_generations,
             retired_images: status.retired_images,
             retired_bytes: status.retired_bytes,
+            max_concurrent_calls: status.max_concurrent_calls,
+            in_flight: status.in_flight,
+            overloaded: status.overloaded,
             health: None,
         }
     }

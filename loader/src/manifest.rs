@@ -56,6 +56,19 @@ pub struct Manifest {
     pub dependencies: BTreeMap<PluginName, VersionReq>,
     /// The `[config]` table, handed to the plugin.
     pub config: toml::Table,
+    /// The `[limits]` table: what the host allows the plugin's callers.
+    pub limits: Limits,
+}
+
+/// The `[limits]` table of a manifest. Each limit is off unless set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Limits {
+    /// The bulkhead: at most this many calls in flight at once (across generations); a call beyond it is
+    /// refused at once with [`CallError::Overloaded`](crate::CallError::Overloaded), so a plugin that hangs can
+    /// never hold more than this many of the host's threads.
+    pub max_concurrent_calls: Option<std::num::NonZeroU32>,
 }
 
 /// The `[library]` table.
@@ -108,6 +121,7 @@ impl Manifest {
             library: raw.library,
             dependencies: raw.dependencies,
             config: raw.config,
+            limits: raw.limits,
         })
     }
 
@@ -237,6 +251,8 @@ struct RawManifest {
     dependencies: BTreeMap<PluginName, VersionReq>,
     #[serde(default)]
     config: toml::Table,
+    #[serde(default)]
+    limits: Limits,
 }
 
 impl<'de> Deserialize<'de> for LibraryFile {

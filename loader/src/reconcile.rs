@@ -422,6 +422,7 @@ impl HostState {
             stamp: verified.stamp,
             trust: verified.trust,
             instance: Instance::InProcess(object),
+            bulkhead: manifest.limits.max_concurrent_calls,
             interfaces: Interfaces::default(),
             handed_over: None,
         })
@@ -607,6 +608,7 @@ fn same_library_and_metadata(a: &Manifest, b: &Manifest) -> bool {
         && a.api == b.api
         && a.library == b.library
         && a.dependencies == b.dependencies
+        && a.limits == b.limits
 }
 
 /// Checks that the serving generation's state (`berth.state/1`) can go to the new one, before anything is

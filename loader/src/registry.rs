@@ -11,8 +11,9 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::marker::PhantomData;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -180,6 +181,12 @@ pub struct PluginStatus {
     pub retired_images: u64,
     /// Their bytes.
     pub retired_bytes: u64,
+    /// The serving generation's bulkhead (`[limits] max_concurrent_calls`), if it has one.
+    pub max_concurrent_calls: Option<u32>,
+    /// Calls in flight, counted while a bulkhead is configured (0 otherwise).
+    pub in_flight: u32,
+    /// Calls the bulkhead refused, since the host started.
+    pub overloaded: u64,
 }
 
 /// The retired generations of every plugin, and the library images they keep mapped.
@@ -207,6 +214,9 @@ pub(crate) struct Generation {
     pub trust: Trust,
     /// The live instance it serves through.
     pub instance: Instance,
+    /// `[limits] max_concurrent_calls`: the plugin's calls in flight are counted (in its slot, across
+    /// generations) and refused past it. `None`: nothing is counted.
+    pub bulkhead: Option<NonZeroU32>,
     /// The typed interfaces callers asked this generation for, resolved once (see [`Typed`]).
     pub interfaces: Interfaces,
     /// How long the state hand-over into this generation took (export and import), if there was one: the
@@ -291,16 +301,27 @@ impl<I: Interface> Resolved<I> {
         f: impl FnOnce(&I::Handle) -> Result<T, PluginError>,
     ) -> Result<T, CallError> {
         match &self.0 {
-            Ok(handle) => f(handle).map_err(|error| plugin.failed_call(generation, I::ID, error)),
+            Ok(handle) => {
+                let _permit = plugin.slot.admit(generation)?;
+                f(handle).map_err(|error| plugin.failed_call(generation, I::ID, error))
+            }
             Err(reason) => Err(plugin.unusable(I::ID, reason)),
         }
     }
 
     /// Runs `f` with the interface (see [`Typed::with`]).
     #[inline]
-    fn with<R>(&self, plugin: &PluginHandle, f: impl FnOnce(&I::Handle) -> R) -> Result<R, CallError> {
+    fn with<R>(
+        &self,
+        plugin: &PluginHandle,
+        generation: &Generation,
+        f: impl FnOnce(&I::Handle) -> R,
+    ) -> Result<R, CallError> {
         match &self.0 {
-            Ok(handle) => Ok(f(handle)),
+            Ok(handle) => {
+                let _permit = plugin.slot.admit(generation)?;
+                Ok(f(handle))
+            }
             Err(reason) => Err(plugin.unusable(I::ID, reason)),
         }
     }
@@ -391,9 +412,44 @@ struct Slot {
     status: Mutex<SlotStatus>,
     generations: AtomicU64,
     subscribers: Arc<Subscribers>,
+    /// Calls in flight, counted while the serving generation has a bulkhead.
+    in_flight: AtomicU32,
+    /// Calls the bulkhead refused.
+    overloaded: AtomicU64,
+}
+
+/// A call admitted by the bulkhead, counted in flight until it is dropped.
+struct Permit<'a>(Option<&'a AtomicU32>);
+
+impl Drop for Permit<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(in_flight) = self.0 {
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 impl Slot {
+    /// Admits a call to `generation`: at once when it has no bulkhead (nothing shared is touched), else
+    /// counted in flight, or refused when the bulkhead is full.
+    #[inline]
+    fn admit(&self, generation: &Generation) -> Result<Permit<'_>, CallError> {
+        match generation.bulkhead {
+            None => Ok(Permit(None)),
+            Some(limit) => self.enter(limit),
+        }
+    }
+
+    fn enter(&self, limit: NonZeroU32) -> Result<Permit<'_>, CallError> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= limit.get() {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.overloaded.fetch_add(1, Ordering::Relaxed);
+            return Err(CallError::Overloaded { plugin: self.name.to_string(), limit: limit.get() });
+        }
+        Ok(Permit(Some(&self.in_flight)))
+    }
+
     fn status(&self) -> std::sync::MutexGuard<'_, SlotStatus> {
         self.status.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -527,6 +583,8 @@ impl Registry {
                 }),
                 generations: AtomicU64::new(0),
                 subscribers: Arc::clone(&self.subscribers),
+                in_flight: AtomicU32::new(0),
+                overloaded: AtomicU64::new(0),
             })
         });
         Arc::clone(slot)
@@ -775,6 +833,9 @@ impl Registry {
                     retired_generations: retired.generations,
                     retired_images: retired.images,
                     retired_bytes: retired.bytes,
+                    max_concurrent_calls: current.as_ref().and_then(|g| g.bulkhead).map(NonZeroU32::get),
+                    in_flight: slot.in_flight.load(Ordering::Acquire),
+                    overloaded: slot.overloaded.load(Ordering::Relaxed),
                 }
             })
             .collect()
@@ -872,7 +933,7 @@ where
     pub fn with<R>(&self, f: impl FnOnce(&I::Handle) -> R) -> Result<R, CallError> {
         let current = self.plugin.slot.current.load();
         let generation = current.as_ref().ok_or_else(|| self.plugin.slot.not_active())?;
-        generation.with_resolved::<I, _>(|resolved| resolved.with(&self.plugin, f))
+        generation.with_resolved::<I, _>(|resolved| resolved.with(&self.plugin, generation, f))
     }
 
     /// The plugin this is an interface of.
@@ -922,7 +983,7 @@ where
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(&I::Handle) -> R) -> Result<R, CallError> {
         let (generation, resolved) = self.current()?;
-        let result = resolved.with(&self.typed.plugin, f);
+        let result = resolved.with(&self.typed.plugin, &generation, f);
         self.cached.set(Some((generation, resolved)));
         result
     }
@@ -988,6 +1049,7 @@ impl PluginHandle {
         let Some(generation) = current.as_ref() else {
             return Err(self.slot.not_active());
         };
+        let _permit = self.slot.admit(generation)?;
         generation
             .instance
             .call(method, input)
@@ -1110,6 +1172,17 @@ pub enum CallError {
         id: String,
         /// Why it cannot be used.
         reason: String,
+    },
+    /// The plugin's bulkhead is full: `limit` calls are in flight already (`[limits] max_concurrent_calls`).
+    /// Refused at once, before the plugin is called; the caller may try again later.
+    #[error(
+        "plugin {plugin:?} already has {limit} calls in flight, the most its manifest allows ([limits] max_concurrent_calls); this call was refused without reaching it, try again later"
+    )]
+    Overloaded {
+        /// The plugin.
+        plugin: String,
+        /// Its limit.
+        limit: u32,
     },
 }
 

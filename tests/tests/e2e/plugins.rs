@@ -227,3 +227,57 @@ fn observers_registered_with_the_builder_see_every_event_and_a_panicking_one_is_
     let through_channel: Vec<String> = channel.try_iter().map(|event| event.to_string()).collect();
     assert_eq!(through_channel, seen, "the observer and a subscriber see the same events in the same order");
 }
+
+/// The bulkhead: with `[limits] max_concurrent_calls = 2`, two calls that hang hold two threads, a third
+/// call is refused at once with `Overloaded` (counted, visible in the status), calls to other plugins go on,
+/// and once the hung calls return the plugin takes calls again.
+#[cfg(unix)]
+#[test]
+fn a_bulkhead_refuses_calls_beyond_its_limit_at_once_and_other_plugins_go_on() {
+    let layout = Layout::new();
+    layout.add_example("greeter");
+    let dir = layout.add_misbehaving("ok");
+    let manifest = dir.join("misbehaving.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("{text}\n[limits]\nmax_concurrent_calls = 2\n")).unwrap();
+    let host = Arc::new(layout.host());
+    assert!(host.load_all().failures.is_empty());
+    let fifo = layout.data().with_file_name("hang.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+
+    let hung: Vec<_> = (0..2)
+        .map(|_| {
+            let (host, fifo) = (Arc::clone(&host), fifo.to_string_lossy().into_owned());
+            thread::spawn(move || host.plugin("misbehaving").unwrap().call_json::<_, String>("wait", &fifo))
+        })
+        .collect();
+    let status = || host.plugins().into_iter().find(|s| s.name.as_str() == "misbehaving").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while status().in_flight < 2 {
+        assert!(std::time::Instant::now() < deadline, "the two calls never got in flight: {:?}", status());
+        thread::yield_now();
+    }
+    let refused = host.plugin("misbehaving").unwrap().call_json::<_, u64>("add", &(1, 2)).unwrap_err();
+    assert_eq!(refused, CallError::Overloaded { plugin: "misbehaving".into(), limit: 2 });
+    assert!(refused.to_string().contains("([limits] max_concurrent_calls); this call was refused"), "{refused}");
+    let greeting: String = host.plugin("greeter").unwrap().call_json("greet", &json!({"name": "ops"})).unwrap();
+    assert_eq!(greeting, "Hello, ops!", "another plugin is not held up");
+    let full = status();
+    assert_eq!((full.max_concurrent_calls, full.in_flight, full.overloaded), (Some(2), 2, 1));
+
+    // A writer opening the FIFO and closing it lets the calls reading it return. Opened without blocking, so
+    // that a call not yet reading is met by the next writer.
+    while hung.iter().any(|call| !call.is_finished()) {
+        assert!(std::time::Instant::now() < deadline, "the hung calls never returned");
+        let mut writer = std::fs::OpenOptions::new();
+        std::os::unix::fs::OpenOptionsExt::custom_flags(writer.write(true), nix::fcntl::OFlag::O_NONBLOCK.bits());
+        drop(writer.open(&fifo));
+        thread::yield_now();
+    }
+    for call in hung {
+        assert_eq!(call.join().unwrap().unwrap(), "done");
+    }
+    assert_eq!(status().in_flight, 0);
+    assert_eq!(host.plugin("misbehaving").unwrap().call_json::<_, u64>("add", &(1, 2)).unwrap(), 3);
+}

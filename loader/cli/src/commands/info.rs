@@ -47,6 +47,13 @@ pub(crate) fn info(host: &Host, report: &LoadReport, target: &str, json: bool) -
             status.retired_images,
             status.retired_bytes
         );
+        if let Some(limit) = status.max_concurrent_calls {
+            say!(
+                "calls:      {} in flight of {limit} allowed; {} refused as overloaded",
+                status.in_flight,
+                status.overloaded
+            );
+        }
         say!("sha256:     {sha256}");
         print_library(library);
         if let Some(trust) = &status.trust {

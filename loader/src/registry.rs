@@ -301,27 +301,16 @@ impl<I: Interface> Resolved<I> {
         f: impl FnOnce(&I::Handle) -> Result<T, PluginError>,
     ) -> Result<T, CallError> {
         match &self.0 {
-            Ok(handle) => {
-                let _permit = plugin.slot.admit(generation)?;
-                f(handle).map_err(|error| plugin.failed_call(generation, I::ID, error))
-            }
+            Ok(handle) => f(handle).map_err(|error| plugin.failed_call(generation, I::ID, error)),
             Err(reason) => Err(plugin.unusable(I::ID, reason)),
         }
     }
 
     /// Runs `f` with the interface (see [`Typed::with`]).
     #[inline]
-    fn with<R>(
-        &self,
-        plugin: &PluginHandle,
-        generation: &Generation,
-        f: impl FnOnce(&I::Handle) -> R,
-    ) -> Result<R, CallError> {
+    fn with<R>(&self, plugin: &PluginHandle, f: impl FnOnce(&I::Handle) -> R) -> Result<R, CallError> {
         match &self.0 {
-            Ok(handle) => {
-                let _permit = plugin.slot.admit(generation)?;
-                Ok(f(handle))
-            }
+            Ok(handle) => Ok(f(handle)),
             Err(reason) => Err(plugin.unusable(I::ID, reason)),
         }
     }
@@ -418,36 +407,34 @@ struct Slot {
     overloaded: AtomicU64,
 }
 
-/// A call admitted by the bulkhead, counted in flight until it is dropped.
-struct Permit<'a>(Option<&'a AtomicU32>);
+/// A call admitted by the bulkhead, counted in flight until it is dropped (a panic included).
+struct Permit<'a>(&'a AtomicU32);
 
 impl Drop for Permit<'_> {
-    #[inline]
     fn drop(&mut self) {
-        if let Some(in_flight) = self.0 {
-            in_flight.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-impl Slot {
-    /// Admits a call to `generation`: at once when it has no bulkhead (nothing shared is touched), else
-    /// counted in flight, or refused when the bulkhead is full.
-    #[inline]
-    fn admit(&self, generation: &Generation) -> Result<Permit<'_>, CallError> {
-        match generation.bulkhead {
-            None => Ok(Permit(None)),
-            Some(limit) => self.enter(limit),
-        }
-    }
+/// Runs `call` through `slot`'s bulkhead of `limit`: counted in flight while it runs, or refused at once. Out of
+/// line, so that a call to a plugin without a bulkhead pays one branch on its generation and nothing else.
+#[inline(never)]
+fn bulkheaded<R>(slot: &Slot, limit: NonZeroU32, call: impl FnOnce() -> Result<R, CallError>) -> Result<R, CallError> {
+    let _permit = slot.enter(limit)?;
+    call()
+}
 
+impl Slot {
+    /// Counts a call in flight, or refuses it at once when `limit` calls are in flight already: the path of
+    /// a generation built with a bulkhead (callers check `Generation::bulkhead` first, so a plugin without
+    /// one runs the plain call and touches nothing shared). The call is counted until the permit drops.
     fn enter(&self, limit: NonZeroU32) -> Result<Permit<'_>, CallError> {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= limit.get() {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             self.overloaded.fetch_add(1, Ordering::Relaxed);
             return Err(CallError::Overloaded { plugin: self.name.to_string(), limit: limit.get() });
         }
-        Ok(Permit(Some(&self.in_flight)))
+        Ok(Permit(&self.in_flight))
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, SlotStatus> {
@@ -924,6 +911,18 @@ where
     pub fn call<T>(&self, f: impl FnOnce(&I::Handle) -> Result<T, PluginError>) -> Result<T, CallError> {
         let current = self.plugin.slot.current.load();
         let generation = current.as_ref().ok_or_else(|| self.plugin.slot.not_active())?;
+        if let Some(limit) = generation.bulkhead {
+            return bulkheaded(&self.plugin.slot, limit, || self.call_on(generation, f));
+        }
+        self.call_on(generation, f)
+    }
+
+    #[inline(always)]
+    fn call_on<T>(
+        &self,
+        generation: &Arc<Generation>,
+        f: impl FnOnce(&I::Handle) -> Result<T, PluginError>,
+    ) -> Result<T, CallError> {
         generation.with_resolved::<I, _>(|resolved| resolved.call(&self.plugin, generation, f))
     }
 
@@ -933,7 +932,11 @@ where
     pub fn with<R>(&self, f: impl FnOnce(&I::Handle) -> R) -> Result<R, CallError> {
         let current = self.plugin.slot.current.load();
         let generation = current.as_ref().ok_or_else(|| self.plugin.slot.not_active())?;
-        generation.with_resolved::<I, _>(|resolved| resolved.with(&self.plugin, generation, f))
+        let with = || generation.with_resolved::<I, _>(|resolved| resolved.with(&self.plugin, f));
+        match generation.bulkhead {
+            None => with(),
+            Some(limit) => bulkheaded(&self.plugin.slot, limit, with),
+        }
     }
 
     /// The plugin this is an interface of.
@@ -974,7 +977,11 @@ where
     #[inline]
     pub fn call<T>(&self, f: impl FnOnce(&I::Handle) -> Result<T, PluginError>) -> Result<T, CallError> {
         let (generation, resolved) = self.current()?;
-        let result = resolved.call(&self.typed.plugin, &generation, f);
+        let plugin = &self.typed.plugin;
+        let result = match generation.bulkhead {
+            None => resolved.call(plugin, &generation, f),
+            Some(limit) => bulkheaded(&plugin.slot, limit, || resolved.call(plugin, &generation, f)),
+        };
         self.cached.set(Some((generation, resolved)));
         result
     }
@@ -983,7 +990,11 @@ where
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(&I::Handle) -> R) -> Result<R, CallError> {
         let (generation, resolved) = self.current()?;
-        let result = resolved.with(&self.typed.plugin, &generation, f);
+        let plugin = &self.typed.plugin;
+        let result = match generation.bulkhead {
+            None => resolved.with(plugin, f),
+            Some(limit) => bulkheaded(&plugin.slot, limit, || resolved.with(plugin, f)),
+        };
         self.cached.set(Some((generation, resolved)));
         result
     }
@@ -1049,11 +1060,14 @@ impl PluginHandle {
         let Some(generation) = current.as_ref() else {
             return Err(self.slot.not_active());
         };
-        let _permit = self.slot.admit(generation)?;
-        generation
-            .instance
-            .call(method, input)
-            .map_err(|error| self.failed_call(generation, &format!("call {method:?}"), error))
+        let call = || {
+            let answer = generation.instance.call(method, input);
+            answer.map_err(|error| self.failed_call(generation, &format!("call {method:?}"), error))
+        };
+        match generation.bulkhead {
+            None => call(),
+            Some(limit) => bulkheaded(&self.slot, limit, call),
+        }
     }
 
     /// Calls `method` with `request` encoded as JSON, and decodes the JSON answer.

@@ -76,3 +76,26 @@ fn an_interface_the_plugin_lacks_is_refused_by_name() {
         }
     }
 }
+
+/// The bulkhead holds for typed calls too: with `[limits] max_concurrent_calls = 1`, a typed call made while
+/// another is in flight (here nested in `with`) is refused with `Overloaded`, through `Typed` and `LocalTyped`
+/// alike, and a call after it returns goes through.
+#[test]
+fn typed_calls_go_through_the_bulkhead() {
+    let layout = Layout::new();
+    let dir = layout.add_bench_plugin(BENCH_PLUGIN, "berth-bench-mark-000001");
+    let manifest = dir.join(format!("{BENCH_PLUGIN}.toml"));
+    let text = fs::read_to_string(&manifest).unwrap();
+    fs::write(&manifest, format!("{text}\n[limits]\nmax_concurrent_calls = 1\n")).unwrap();
+    let host = layout.host();
+    assert!(host.load_all().failures.is_empty());
+    let typed = host.plugin(BENCH_PLUGIN).unwrap().typed::<MathV1>();
+    let local = typed.local();
+    let overloaded = CallError::Overloaded { plugin: BENCH_PLUGIN.to_owned(), limit: 1 };
+    let (inner_shared, inner_local) =
+        typed.with(|_| (typed.call(|math| math.add(1, 2)), local.call(|math| math.add(1, 2)))).unwrap();
+    assert_eq!((inner_shared, inner_local), (Err(overloaded.clone()), Err(overloaded)));
+    assert_eq!(local.call(|math| math.add(1, 2)).unwrap(), 3);
+    assert_eq!(typed.call(|math| math.add(1, 2)).unwrap(), 3);
+    assert_eq!(host.plugins()[0].overloaded, 2);
+}

@@ -108,6 +108,17 @@ impl From<&Health> for HealthJson {
     }
 }
 
+/// A circuit breaker's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct BreakerJson {
+    /// `closed`, `open` or `probing`.
+    pub state: &'static str,
+    /// Why it opened (empty when closed).
+    pub reason: String,
+    /// While open: milliseconds until a probe may go through.
+    pub retry_in_ms: Option<u64>,
+}
+
 /// One plugin the host knows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plugin {
@@ -144,6 +155,9 @@ pub struct Plugin {
     pub in_flight: u32,
     /// Calls the bulkhead refused since the host started.
     pub overloaded: u64,
+    /// The circuit breaker (`[breaker]`), or `null`: `state` (`closed`, `open`, `probing`), `reason`,
+    /// `retry_in_ms` while open.
+    pub breaker: Option<BreakerJson>,
     /// Its health, when it was asked (`berth info`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthJson>,
@@ -168,6 +182,11 @@ impl From<&PluginStatus> for Plugin {
             max_concurrent_calls: status.max_concurrent_calls,
             in_flight: status.in_flight,
             overloaded: status.overloaded,
+            breaker: status.breaker.as_ref().map(|breaker| BreakerJson {
+                state: breaker.state,
+                reason: breaker.reason.clone(),
+                retry_in_ms: breaker.retry_in.map(|left| left.as_millis() as u64),
+            }),
             health: None,
         }
     }
@@ -438,7 +457,7 @@ pub enum EventLine {
         /// The plugin.
         plugin: String,
         /// What happened: `progress`, `loaded`, `reloaded`, `reconfigured`, `reload_failed`, `failed`,
-        /// `disabled`, `removed`, `retired`, `restored`, `unwatched`, `watched`.
+        /// `disabled`, `removed`, `retired`, `restored`, `unwatched`, `watched`, `faulted`, `recovered`.
         kind: &'static str,
         /// Its state after it.
         state: String,
@@ -506,6 +525,8 @@ impl From<&Event> for EventLine {
             EventKind::Restored => ("restored", None),
             EventKind::Unwatched => ("unwatched", None),
             EventKind::Watched => ("watched", None),
+            EventKind::Faulted => ("faulted", None),
+            EventKind::Recovered => ("recovered", None),
         };
         EventLine::Event {
             schema: SCHEMA,

@@ -61,12 +61,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod breaker;
 #[cfg(feature = "install")]
 pub mod bundle;
 mod checksums;
 pub mod config;
 pub mod digest;
 mod discover;
+mod duration;
 pub mod error;
 mod fsutil;
 pub mod guarded;
@@ -101,7 +103,8 @@ pub use load::LibraryInfo;
 pub use manifest::{Manifest, PluginName};
 pub use reconcile::LoadReport;
 pub use registry::{
-    CallError, Event, EventKind, Health, LocalTyped, Observer, PluginHandle, PluginState, PluginStatus, Retired, Typed,
+    BreakerStatus, CallError, Event, EventKind, Health, LocalTyped, Observer, PluginHandle, PluginState, PluginStatus,
+    Retired, Typed,
 };
 pub use trust::{Trust, TrustConfig, TrustPolicy, TrustedKey};
 #[cfg(feature = "watch")]

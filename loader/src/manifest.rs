@@ -58,6 +58,34 @@ pub struct Manifest {
     pub config: toml::Table,
     /// The `[limits]` table: what the host allows the plugin's callers.
     pub limits: Limits,
+    /// The `[breaker]` table: when failing calls take the plugin out of service for a while. `None`: never.
+    pub breaker: Option<Breaker>,
+}
+
+/// The `[breaker]` table: the circuit breaker. Failed calls (errors and panics) count; once `failures` of them
+/// come in a row (or, with `window`, within that much time), the plugin is `faulted`: calls are refused at
+/// once with [`CallError::Faulted`](crate::CallError::Faulted) for `cool_down`, then one call goes through as a
+/// probe, whose outcome closes the breaker or opens it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Breaker {
+    /// How many failed calls trip it.
+    pub failures: std::num::NonZeroU32,
+    /// Count the failures within this long, instead of in a row.
+    #[serde(default, deserialize_with = "crate::duration::duration")]
+    pub window: Option<std::time::Duration>,
+    /// How long it stays open before a probe. Default 30 s.
+    #[serde(default = "default_cool_down", deserialize_with = "cool_down")]
+    pub cool_down: std::time::Duration,
+}
+
+fn default_cool_down() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+}
+
+fn cool_down<'de, D: Deserializer<'de>>(deserializer: D) -> Result<std::time::Duration, D::Error> {
+    Ok(crate::duration::duration(deserializer)?.unwrap_or_else(default_cool_down))
 }
 
 /// The `[limits]` table of a manifest. Each limit is off unless set.
@@ -122,6 +150,7 @@ impl Manifest {
             dependencies: raw.dependencies,
             config: raw.config,
             limits: raw.limits,
+            breaker: raw.breaker,
         })
     }
 
@@ -253,6 +282,7 @@ struct RawManifest {
     config: toml::Table,
     #[serde(default)]
     limits: Limits,
+    breaker: Option<Breaker>,
 }
 
 impl<'de> Deserialize<'de> for LibraryFile {

@@ -29,7 +29,7 @@ use crate::load;
 use crate::logbridge;
 use crate::manifest::{Manifest, PluginName};
 use crate::record::AcceptedVersions;
-use crate::registry::{Applied, Generation, Interfaces, PluginState, Registry, Retired};
+use crate::registry::{Applied, Generation, Interfaces, PluginState, Registry, Retired, Supervision};
 use crate::trust::Trust;
 use crate::verify::{FileStamp, PrivateCache, Verified, check_manifest_permissions, verify_library};
 
@@ -422,7 +422,7 @@ impl HostState {
             stamp: verified.stamp,
             trust: verified.trust,
             instance: Instance::InProcess(object),
-            bulkhead: manifest.limits.max_concurrent_calls,
+            supervision: Supervision::of(manifest),
             interfaces: Interfaces::default(),
             handed_over: None,
         })
@@ -609,6 +609,7 @@ fn same_library_and_metadata(a: &Manifest, b: &Manifest) -> bool {
         && a.library == b.library
         && a.dependencies == b.dependencies
         && a.limits == b.limits
+        && a.breaker == b.breaker
 }
 
 /// Checks that the serving generation's state (`berth.state/1`) can go to the new one, before anything is

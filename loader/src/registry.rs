@@ -22,6 +22,8 @@ use berth_plugin_api::abi::PluginError;
 use berth_plugin_api::{ErrorKind, HealthStatus, Interface};
 use serde::{Serialize, de::DeserializeOwned};
 
+pub use crate::breaker::BreakerStatus;
+use crate::breaker::{Admit, CircuitBreaker, Transition};
 use crate::instance::Instance;
 use crate::load::LibraryInfo;
 use crate::manifest::{Manifest, PluginName};
@@ -49,6 +51,9 @@ pub enum PluginState {
     Removed,
     /// It was shut down with the host.
     Retired,
+    /// Its circuit breaker is open (`[breaker]`): the serving generation refuses calls until a probe call
+    /// succeeds; the reason is kept.
+    Faulted,
 }
 
 impl fmt::Display for PluginState {
@@ -62,6 +67,7 @@ impl fmt::Display for PluginState {
             PluginState::Disabled => "disabled",
             PluginState::Removed => "removed",
             PluginState::Retired => "retired",
+            PluginState::Faulted => "faulted",
         })
     }
 }
@@ -102,6 +108,11 @@ pub enum EventKind {
     Unwatched,
     /// The plugin directory it was found in is back and watched again; a rescan follows.
     Watched,
+    /// Its circuit breaker opened (or a probe failed and it opened again): calls are refused until a probe
+    /// succeeds. `detail` is the reason.
+    Faulted,
+    /// Its circuit breaker closed: it serves again. `detail` says why (a probe succeeded, a config edit).
+    Recovered,
 }
 
 /// A lifecycle event, as subscribers receive it.
@@ -145,6 +156,10 @@ impl fmt::Display for Event {
             }
             EventKind::Unwatched => write!(f, "{plugin}: not watched: {}", self.detail),
             EventKind::Watched => write!(f, "{plugin}: watched again: {}", self.detail),
+            EventKind::Faulted => write!(f, "{plugin}: faulted, calls refused: {}", self.detail),
+            EventKind::Recovered => {
+                write!(f, "{plugin}: breaker closed, {version}{generation} serves again: {}", self.detail)
+            }
         }
     }
 }
@@ -187,6 +202,8 @@ pub struct PluginStatus {
     pub in_flight: u32,
     /// Calls the bulkhead refused, since the host started.
     pub overloaded: u64,
+    /// The serving generation's circuit breaker (`[breaker]`), if it has one.
+    pub breaker: Option<BreakerStatus>,
 }
 
 /// The retired generations of every plugin, and the library images they keep mapped.
@@ -214,9 +231,9 @@ pub(crate) struct Generation {
     pub trust: Trust,
     /// The live instance it serves through.
     pub instance: Instance,
-    /// `[limits] max_concurrent_calls`: the plugin's calls in flight are counted (in its slot, across
-    /// generations) and refused past it. `None`: nothing is counted.
-    pub bulkhead: Option<NonZeroU32>,
+    /// What is checked around each call (bulkhead, breaker), when the manifest asks for anything. `None`: a
+    /// call is the plain call.
+    pub supervision: Option<Box<Supervision>>,
     /// The typed interfaces callers asked this generation for, resolved once (see [`Typed`]).
     pub interfaces: Interfaces,
     /// How long the state hand-over into this generation took (export and import), if there was one: the
@@ -416,18 +433,60 @@ impl Drop for Permit<'_> {
     }
 }
 
-/// Runs `call` through `slot`'s bulkhead of `limit`: counted in flight while it runs, or refused at once. Out of
-/// line, so that a call to a plugin without a bulkhead pays one branch on its generation and nothing else.
+/// What a generation checks around each call, built from its manifest.
+pub(crate) struct Supervision {
+    /// `[limits] max_concurrent_calls`: calls in flight are counted in the slot (across generations) and
+    /// refused past it.
+    pub bulkhead: Option<NonZeroU32>,
+    /// `[breaker]`: this generation's circuit breaker.
+    pub breaker: Option<CircuitBreaker>,
+}
+
+impl Supervision {
+    /// What `manifest` asks for; `None` when nothing.
+    pub(crate) fn of(manifest: &Manifest) -> Option<Box<Supervision>> {
+        let bulkhead = manifest.limits.max_concurrent_calls;
+        let breaker = manifest.breaker.map(CircuitBreaker::new);
+        (bulkhead.is_some() || breaker.is_some()).then(|| Box::new(Supervision { bulkhead, breaker }))
+    }
+}
+
+/// Runs `call` on `generation` under `supervision`: through the bulkhead (counted in flight, or refused at
+/// once), then the breaker (refused while open; the call after the cool-down is its probe), and records the
+/// outcome with the breaker. Out of line, so that a call to a plugin with no supervision pays one branch on its
+/// generation and nothing else.
 #[inline(never)]
-fn bulkheaded<R>(slot: &Slot, limit: NonZeroU32, call: impl FnOnce() -> Result<R, CallError>) -> Result<R, CallError> {
-    let _permit = slot.enter(limit)?;
-    call()
+fn supervised<R>(
+    slot: &Slot,
+    generation: &Generation,
+    supervision: &Supervision,
+    call: impl FnOnce() -> Result<R, CallError>,
+) -> Result<R, CallError> {
+    let _permit = supervision.bulkhead.map(|limit| slot.enter(limit)).transpose()?;
+    let Some(breaker) = &supervision.breaker else { return call() };
+    let probe = match breaker.admit() {
+        Admit::Closed => false,
+        Admit::Probe => true,
+        Admit::Refused { reason, retry_at } => {
+            return Err(CallError::Faulted { plugin: slot.name.to_string(), reason, retry_at });
+        }
+    };
+    let result = call();
+    let failure = match &result {
+        Err(CallError::Plugin { message, .. }) => Some(message.as_str()),
+        _ => None,
+    };
+    match breaker.record(failure, probe) {
+        Transition::None => {}
+        Transition::Opened(reason) => slot.faulted(generation.number, reason),
+        Transition::Closed => slot.recovered(generation.number, "the probe call succeeded".to_owned()),
+    }
+    result
 }
 
 impl Slot {
-    /// Counts a call in flight, or refuses it at once when `limit` calls are in flight already: the path of
-    /// a generation built with a bulkhead (callers check `Generation::bulkhead` first, so a plugin without
-    /// one runs the plain call and touches nothing shared). The call is counted until the permit drops.
+    /// Counts a call in flight, or refuses it at once when `limit` calls are in flight already; the call is
+    /// counted until the permit drops.
     fn enter(&self, limit: NonZeroU32) -> Result<Permit<'_>, CallError> {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= limit.get() {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -444,7 +503,7 @@ impl Slot {
     fn emit(&self, kind: EventKind, state: PluginState, generation: Option<u64>, version: String, detail: String) {
         let event = Event { plugin: self.name.clone(), kind, state, generation, version, detail };
         match event.kind {
-            EventKind::Failed | EventKind::ReloadFailed | EventKind::Unwatched => {
+            EventKind::Failed | EventKind::ReloadFailed | EventKind::Unwatched | EventKind::Faulted => {
                 tracing::warn!(plugin = %self.name, "{event}")
             }
             EventKind::Progress => tracing::debug!(plugin = %self.name, "{event}"),
@@ -513,6 +572,47 @@ impl Slot {
             _ => EventKind::Progress,
         };
         self.emit(kind, state, generation, version, detail);
+    }
+
+    /// The breaker of generation `number` opened: the plugin is `Faulted` while it serves from that
+    /// generation (a plugin failed or replaced meanwhile stays as it is).
+    #[cold]
+    fn faulted(&self, number: u64, reason: String) {
+        if !self.is_current(number) {
+            return;
+        }
+        let version = {
+            let mut status = self.status();
+            if !matches!(status.state, PluginState::Active | PluginState::Faulted) {
+                return;
+            }
+            status.state = PluginState::Faulted;
+            status.reason = Some(reason.clone());
+            status.version.clone()
+        };
+        self.emit(EventKind::Faulted, PluginState::Faulted, Some(number), version, reason);
+    }
+
+    /// The breaker of generation `number` closed: a `Faulted` plugin serves again.
+    #[cold]
+    fn recovered(&self, number: u64, detail: String) {
+        if !self.is_current(number) {
+            return;
+        }
+        let version = {
+            let mut status = self.status();
+            if status.state != PluginState::Faulted {
+                return;
+            }
+            status.state = PluginState::Active;
+            status.reason = None;
+            status.version.clone()
+        };
+        self.emit(EventKind::Recovered, PluginState::Active, Some(number), version, detail);
+    }
+
+    fn is_current(&self, number: u64) -> bool {
+        self.current.load().as_ref().is_some_and(|current| current.number == number)
     }
 
     fn not_active(&self) -> CallError {
@@ -785,6 +885,14 @@ impl Registry {
             status.reload_error.take().is_some()
         };
         if event {
+            // A new config is a fresh start for the breaker.
+            let current = slot.current.load_full();
+            if let Some((number, breaker)) =
+                current.as_ref().and_then(|g| Some((g.number, g.supervision.as_ref()?.breaker.as_ref()?)))
+            {
+                breaker.close();
+                slot.recovered(number, format!("[config] changed in {}", path.display()));
+            }
             let detail = format!("[config] from {}", path.display());
             slot.emit(EventKind::Reconfigured, PluginState::Active, generation, version, detail);
         } else if was_refused {
@@ -804,6 +912,7 @@ impl Registry {
             .values()
             .map(|slot| {
                 let current = slot.current.load_full();
+                let supervision = current.as_ref().and_then(|g| g.supervision.as_deref());
                 let retired = retired_of(slot);
                 let status = slot.status();
                 PluginStatus {
@@ -820,7 +929,8 @@ impl Registry {
                     retired_generations: retired.generations,
                     retired_images: retired.images,
                     retired_bytes: retired.bytes,
-                    max_concurrent_calls: current.as_ref().and_then(|g| g.bulkhead).map(NonZeroU32::get),
+                    max_concurrent_calls: supervision.and_then(|s| s.bulkhead).map(NonZeroU32::get),
+                    breaker: supervision.and_then(|s| s.breaker.as_ref()).map(CircuitBreaker::status),
                     in_flight: slot.in_flight.load(Ordering::Acquire),
                     overloaded: slot.overloaded.load(Ordering::Relaxed),
                 }
@@ -911,8 +1021,8 @@ where
     pub fn call<T>(&self, f: impl FnOnce(&I::Handle) -> Result<T, PluginError>) -> Result<T, CallError> {
         let current = self.plugin.slot.current.load();
         let generation = current.as_ref().ok_or_else(|| self.plugin.slot.not_active())?;
-        if let Some(limit) = generation.bulkhead {
-            return bulkheaded(&self.plugin.slot, limit, || self.call_on(generation, f));
+        if let Some(supervision) = &generation.supervision {
+            return supervised(&self.plugin.slot, generation, supervision, || self.call_on(generation, f));
         }
         self.call_on(generation, f)
     }
@@ -933,9 +1043,9 @@ where
         let current = self.plugin.slot.current.load();
         let generation = current.as_ref().ok_or_else(|| self.plugin.slot.not_active())?;
         let with = || generation.with_resolved::<I, _>(|resolved| resolved.with(&self.plugin, f));
-        match generation.bulkhead {
+        match &generation.supervision {
             None => with(),
-            Some(limit) => bulkheaded(&self.plugin.slot, limit, with),
+            Some(supervision) => supervised(&self.plugin.slot, generation, supervision, with),
         }
     }
 
@@ -978,9 +1088,11 @@ where
     pub fn call<T>(&self, f: impl FnOnce(&I::Handle) -> Result<T, PluginError>) -> Result<T, CallError> {
         let (generation, resolved) = self.current()?;
         let plugin = &self.typed.plugin;
-        let result = match generation.bulkhead {
+        let result = match &generation.supervision {
             None => resolved.call(plugin, &generation, f),
-            Some(limit) => bulkheaded(&plugin.slot, limit, || resolved.call(plugin, &generation, f)),
+            Some(supervision) => {
+                supervised(&plugin.slot, &generation, supervision, || resolved.call(plugin, &generation, f))
+            }
         };
         self.cached.set(Some((generation, resolved)));
         result
@@ -991,9 +1103,9 @@ where
     pub fn with<R>(&self, f: impl FnOnce(&I::Handle) -> R) -> Result<R, CallError> {
         let (generation, resolved) = self.current()?;
         let plugin = &self.typed.plugin;
-        let result = match generation.bulkhead {
+        let result = match &generation.supervision {
             None => resolved.with(plugin, f),
-            Some(limit) => bulkheaded(&plugin.slot, limit, || resolved.with(plugin, f)),
+            Some(supervision) => supervised(&plugin.slot, &generation, supervision, || resolved.with(plugin, f)),
         };
         self.cached.set(Some((generation, resolved)));
         result
@@ -1064,9 +1176,9 @@ impl PluginHandle {
             let answer = generation.instance.call(method, input);
             answer.map_err(|error| self.failed_call(generation, &format!("call {method:?}"), error))
         };
-        match generation.bulkhead {
+        match &generation.supervision {
             None => call(),
-            Some(limit) => bulkheaded(&self.slot, limit, call),
+            Some(supervision) => supervised(&self.slot, generation, supervision, call),
         }
     }
 
@@ -1198,6 +1310,26 @@ pub enum CallError {
         /// Its limit.
         limit: u32,
     },
+    /// The plugin's circuit breaker is open (`[breaker]`): calls are refused at once until `retry_at`, when one
+    /// call goes through as a probe.
+    #[error(
+        "plugin {plugin:?} is faulted: {reason}; calls are refused without reaching it until a probe call succeeds, the next in {}; reloading, re-enabling or reconfiguring it closes the breaker",
+        retry_in(*retry_at)
+    )]
+    Faulted {
+        /// The plugin.
+        plugin: String,
+        /// Why the breaker opened.
+        reason: String,
+        /// When a probe call may go through.
+        retry_at: std::time::Instant,
+    },
+}
+
+/// The time left until `at`, as a message gives it.
+fn retry_in(at: std::time::Instant) -> String {
+    let left = at.saturating_duration_since(std::time::Instant::now());
+    format!("{:.1} s", left.as_secs_f64())
 }
 
 #[cfg(test)]
@@ -1245,6 +1377,7 @@ mod tests {
             (PluginState::Disabled, "disabled"),
             (PluginState::Removed, "removed"),
             (PluginState::Retired, "retired"),
+            (PluginState::Faulted, "faulted"),
         ];
         let ops = include_str!("../../docs/ops.md");
         for (state, text) in states {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::thread;
 
 use berth::ext::text_filter::TextFilterV1;
-use berth::{CallError, ErrorKind, HealthStatus, LoadError, PluginState};
+use berth::{CallError, ErrorKind, EventKind, HealthStatus, LoadError, PluginState};
 use berth_tests::Layout;
 use serde_json::{Value, json};
 
@@ -280,4 +280,79 @@ fn a_bulkhead_refuses_calls_beyond_its_limit_at_once_and_other_plugins_go_on() {
     }
     assert_eq!(status().in_flight, 0);
     assert_eq!(host.plugin("misbehaving").unwrap().call_json::<_, u64>("add", &(1, 2)).unwrap(), 3);
+}
+
+/// The circuit breaker: `[breaker] failures = 3` opens after three failed calls in a row (a success between
+/// them starts the count again); while open, calls are refused with `Faulted` without reaching the plugin;
+/// after the cool-down one call is the probe: a failed probe opens it again, a good one closes it. Every
+/// transition is an event and shows in the status; a reload starts the new generation closed.
+#[test]
+fn the_circuit_breaker_opens_on_failures_refuses_fast_and_closes_on_a_good_probe() {
+    let layout = Layout::new();
+    let dir = layout.add_misbehaving("ok");
+    let manifest = dir.join("misbehaving.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("{text}\n[breaker]\nfailures = 3\ncool_down = \"200ms\"\n")).unwrap();
+    let host = layout.host();
+    assert!(host.load_all().failures.is_empty());
+    let events = host.subscribe();
+    let plugin = host.plugin("misbehaving").unwrap();
+    let add = || plugin.call_json::<_, u64>("add", &(1, 2));
+    let fail = || plugin.call("fail", b"{}");
+    let status = || host.plugins().into_iter().find(|s| s.name.as_str() == "misbehaving").unwrap();
+
+    for _ in 0..2 {
+        assert!(matches!(fail(), Err(CallError::Plugin { .. })));
+    }
+    assert_eq!(add().unwrap(), 3, "a success starts the count again");
+    for _ in 0..3 {
+        assert!(matches!(fail(), Err(CallError::Plugin { .. })));
+    }
+    let faulted = berth_tests::wait_for(&events, std::time::Duration::from_secs(5), |e| e.kind == EventKind::Faulted);
+    assert!(
+        faulted.detail.starts_with("3 calls failed in a row ([breaker] failures = 3); the last: try later"),
+        "{faulted}"
+    );
+    let refused = add().unwrap_err();
+    assert!(matches!(refused, CallError::Faulted { .. }), "{refused:?}");
+    assert!(refused.to_string().contains("is faulted: 3 calls failed in a row"), "{refused}");
+    let open = status();
+    assert_eq!(open.state, PluginState::Faulted);
+    assert_eq!(open.breaker.as_ref().map(|b| b.state), Some("open"));
+
+    // After the cool-down the next call is the probe: a failing one opens the breaker again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while matches!(fail(), Err(CallError::Faulted { .. })) {
+        assert!(std::time::Instant::now() < deadline, "no probe was let through");
+        thread::yield_now();
+    }
+    let reopened = berth_tests::wait_for(&events, std::time::Duration::from_secs(5), |e| e.kind == EventKind::Faulted);
+    assert!(reopened.detail.starts_with("the probe call failed: try later"), "{reopened}");
+    // A good probe closes it.
+    let answer = loop {
+        match add() {
+            Err(CallError::Faulted { .. }) => {
+                assert!(std::time::Instant::now() < deadline, "no second probe was let through");
+                thread::yield_now();
+            }
+            other => break other,
+        }
+    };
+    assert_eq!(answer.unwrap(), 3);
+    let closed = berth_tests::wait_for(&events, std::time::Duration::from_secs(5), |e| e.kind == EventKind::Recovered);
+    assert_eq!(
+        closed.to_string(),
+        "misbehaving: breaker closed, 0.3.0 (generation 1) serves again: the probe call succeeded"
+    );
+    assert_eq!((status().state, status().breaker.map(|b| b.state)), (PluginState::Active, Some("closed")));
+
+    // Tripped again, then a reload: the new generation serves with a closed breaker.
+    for _ in 0..3 {
+        let _ = fail();
+    }
+    assert_eq!(status().state, PluginState::Faulted);
+    std::fs::write(&manifest, format!("{text}\n[breaker]\nfailures = 4\ncool_down = \"200ms\"\n")).unwrap();
+    assert_eq!(host.load_all().reloaded.len(), 1);
+    assert_eq!(add().unwrap(), 3);
+    assert_eq!((status().state, status().generation), (PluginState::Active, Some(2)));
 }

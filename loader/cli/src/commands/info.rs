@@ -54,6 +54,14 @@ pub(crate) fn info(host: &Host, report: &LoadReport, target: &str, json: bool) -
                 status.overloaded
             );
         }
+        if let Some(breaker) = &status.breaker {
+            match breaker.retry_in {
+                None => say!("breaker:    {}", breaker.state),
+                Some(left) => {
+                    say!("breaker:    {} (probe in {:.1} s): {}", breaker.state, left.as_secs_f64(), breaker.reason)
+                }
+            }
+        }
         say!("sha256:     {sha256}");
         print_library(library);
         if let Some(trust) = &status.trust {

@@ -31,21 +31,16 @@ fn path(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// What a library reports about itself.
+/// What a library reports about itself: the fields of [`LibraryInfo`], as JSON (`name`, `version`,
+/// `api_version`, `rustc`, `target`, `profile`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Library {
-    /// Its Cargo package name.
-    pub name: String,
-    /// Its version.
-    pub version: String,
-    /// The berth-plugin-api version it was built against.
-    pub api_version: String,
-    /// The compiler that built it.
-    pub rustc: String,
-    /// Its target triple.
-    pub target: String,
-    /// Its cargo profile.
-    pub profile: String,
+    name: String,
+    version: String,
+    api_version: String,
+    rustc: String,
+    target: String,
+    profile: String,
 }
 
 impl From<&LibraryInfo> for Library {
@@ -119,48 +114,31 @@ pub struct BreakerJson {
     pub retry_in_ms: Option<u64>,
 }
 
-/// One plugin the host knows.
+/// One plugin the host knows: the fields of [`PluginStatus`] of the same names, as JSON (`name`, `state`,
+/// `reason`, `reload_error`, `manifest`, `version`, `generation`, `library`, `sha256`, `trust`,
+/// `retired_generations`, `retired_images`, `retired_bytes`, `max_concurrent_calls`, `in_flight`, `overloaded`,
+/// `breaker`), and `health` when it was asked (`berth info`). A document type: build it from a status.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plugin {
-    /// Its name.
-    pub name: String,
-    /// Its lifecycle state: `discovered`, `validated`, `loaded`, `active`, `failed`, `disabled`, `removed`,
-    /// `retired`.
-    pub state: String,
-    /// Why it is failed, disabled or removed.
-    pub reason: Option<String>,
-    /// The last refused reload, while the generation before it keeps serving.
-    pub reload_error: Option<String>,
-    /// Its manifest.
-    pub manifest: String,
-    /// The version its manifest declares (or the serving generation's).
-    pub version: String,
-    /// The serving generation.
-    pub generation: Option<u64>,
-    /// What the serving library reports.
-    pub library: Option<Library>,
-    /// The serving library's SHA-256.
-    pub sha256: Option<String>,
-    /// Its signature's verdict.
-    pub trust: Option<TrustJson>,
-    /// Generations no longer serving.
-    pub retired_generations: u64,
-    /// Distinct library images they (and refused reloads) keep mapped.
-    pub retired_images: u64,
-    /// Bytes of library they keep mapped.
-    pub retired_bytes: u64,
-    /// The bulkhead (`[limits] max_concurrent_calls`), or `null`.
-    pub max_concurrent_calls: Option<u32>,
-    /// Calls in flight (counted while a bulkhead is configured).
-    pub in_flight: u32,
-    /// Calls the bulkhead refused since the host started.
-    pub overloaded: u64,
-    /// The circuit breaker (`[breaker]`), or `null`: `state` (`closed`, `open`, `probing`), `reason`,
-    /// `retry_in_ms` while open.
-    pub breaker: Option<BreakerJson>,
-    /// Its health, when it was asked (`berth info`).
+    name: String,
+    state: String,
+    reason: Option<String>,
+    reload_error: Option<String>,
+    manifest: String,
+    version: String,
+    generation: Option<u64>,
+    library: Option<Library>,
+    sha256: Option<String>,
+    trust: Option<TrustJson>,
+    retired_generations: u64,
+    retired_images: u64,
+    retired_bytes: u64,
+    max_concurrent_calls: Option<u32>,
+    in_flight: u32,
+    overloaded: u64,
+    breaker: Option<BreakerJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub health: Option<HealthJson>,
+    health: Option<HealthJson>,
 }
 
 impl From<&PluginStatus> for Plugin {

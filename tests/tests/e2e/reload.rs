@@ -503,9 +503,11 @@ fn overwriting_the_loaded_library_in_place_does_not_crash_the_host() {
     }
     let event = wait_for(&events, TIMEOUT, |e| e.kind != EventKind::Progress);
     assert_eq!(event.kind, EventKind::ReloadFailed, "{event}");
-    // Then the complete new build, in place.
+    // Then the complete new build, in place. Its bytes are ready before the file is truncated: building them
+    // in between would leave the library empty for longer than the settle time, which is then refused.
+    let two = fs::read(Reloadable::marked("two").library()).unwrap();
     let mut file = OpenOptions::new().write(true).truncate(true).open(&target).unwrap();
-    file.write_all(&fs::read(Reloadable::marked("two").library()).unwrap()).unwrap();
+    file.write_all(&two).unwrap();
     drop(file);
     wait_for_reload(&events, "reloadable");
     assert_eq!(mark(&host), "two");

@@ -509,6 +509,12 @@ pub enum LoadError {
         /// The plugin's message.
         message: String,
     },
+    /// The manifest's `[limits]` cannot be applied by this host.
+    #[error("[limits]: {reason}")]
+    Limits {
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// A new library image would be mapped while the images no serving generation uses already reach the
     /// host's limit (libraries are never unmapped). A build already mapped still loads.
     #[error(

@@ -117,7 +117,7 @@ pub struct BreakerJson {
 /// One plugin the host knows: the fields of [`PluginStatus`] of the same names, as JSON (`name`, `state`,
 /// `reason`, `reload_error`, `manifest`, `version`, `generation`, `library`, `sha256`, `trust`,
 /// `retired_generations`, `retired_images`, `retired_bytes`, `max_concurrent_calls`, `in_flight`, `overloaded`,
-/// `breaker`), and `health` when it was asked (`berth info`). A document type: build it from a status.
+/// `breaker`, `calls_per_second`, `rate_limited`), and `health` when it was asked (`berth info`). A document type: build it from a status.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plugin {
     name: String,
@@ -137,6 +137,8 @@ pub struct Plugin {
     in_flight: u32,
     overloaded: u64,
     breaker: Option<BreakerJson>,
+    calls_per_second: Option<u32>,
+    rate_limited: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     health: Option<HealthJson>,
 }
@@ -165,6 +167,8 @@ impl From<&PluginStatus> for Plugin {
                 reason: breaker.reason.clone(),
                 retry_in_ms: breaker.retry_in.map(|left| left.as_millis() as u64),
             }),
+            calls_per_second: status.calls_per_second,
+            rate_limited: status.rate_limited,
             health: None,
         }
     }

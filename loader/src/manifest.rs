@@ -97,6 +97,11 @@ pub struct Limits {
     /// refused at once with [`CallError::Overloaded`](crate::CallError::Overloaded), so a plugin that hangs can
     /// never hold more than this many of the host's threads.
     pub max_concurrent_calls: Option<std::num::NonZeroU32>,
+    /// The rate limit: at most this many calls a second, on average (a GCRA limiter); a call beyond it is
+    /// refused at once with [`CallError::RateLimited`](crate::CallError::RateLimited).
+    pub calls_per_second: Option<std::num::NonZeroU32>,
+    /// How many calls may come at once above the rate (default: one second's worth).
+    pub burst: Option<std::num::NonZeroU32>,
 }
 
 /// The `[library]` table.

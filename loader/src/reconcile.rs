@@ -422,7 +422,7 @@ impl HostState {
             stamp: verified.stamp,
             trust: verified.trust,
             instance: Instance::InProcess(object),
-            supervision: Supervision::of(manifest),
+            supervision: Supervision::of(manifest)?,
             interfaces: Interfaces::default(),
             handed_over: None,
         })

@@ -24,6 +24,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 pub use crate::breaker::BreakerStatus;
 use crate::breaker::{Admit, CircuitBreaker, Transition};
+use crate::error::LoadError;
 use crate::instance::Instance;
 use crate::load::LibraryInfo;
 use crate::manifest::{Manifest, PluginName};
@@ -204,6 +205,10 @@ pub struct PluginStatus {
     pub overloaded: u64,
     /// The serving generation's circuit breaker (`[breaker]`), if it has one.
     pub breaker: Option<BreakerStatus>,
+    /// The serving generation's rate limit (`[limits] calls_per_second`), if it has one.
+    pub calls_per_second: Option<u32>,
+    /// Calls the rate limit refused, since the host started.
+    pub rate_limited: u64,
 }
 
 /// The retired generations of every plugin, and the library images they keep mapped.
@@ -422,6 +427,8 @@ struct Slot {
     in_flight: AtomicU32,
     /// Calls the bulkhead refused.
     overloaded: AtomicU64,
+    /// Calls the rate limit refused.
+    rate_limited: AtomicU64,
 }
 
 /// A call admitted by the bulkhead, counted in flight until it is dropped (a panic included).
@@ -440,15 +447,61 @@ pub(crate) struct Supervision {
     pub bulkhead: Option<NonZeroU32>,
     /// `[breaker]`: this generation's circuit breaker.
     pub breaker: Option<CircuitBreaker>,
+    /// `[limits] calls_per_second` and `burst`: this generation's rate limiter.
+    #[cfg(feature = "rate-limit")]
+    pub rate: Option<RateLimit>,
+}
+
+/// A rate limiter (governor's GCRA: one atomic per check) and the limit it applies.
+#[cfg(feature = "rate-limit")]
+pub(crate) struct RateLimit {
+    limiter: governor::DefaultDirectRateLimiter,
+    per_second: NonZeroU32,
+    burst: NonZeroU32,
 }
 
 impl Supervision {
-    /// What `manifest` asks for; `None` when nothing.
-    pub(crate) fn of(manifest: &Manifest) -> Option<Box<Supervision>> {
-        let bulkhead = manifest.limits.max_concurrent_calls;
+    /// What `manifest` asks for; `None` when nothing. Refuses limits this host cannot apply.
+    pub(crate) fn of(manifest: &Manifest) -> Result<Option<Box<Supervision>>, LoadError> {
+        let limits = &manifest.limits;
+        let refuse = |reason: &str| Err(LoadError::Limits { reason: reason.to_owned() });
+        if limits.burst.is_some() && limits.calls_per_second.is_none() {
+            return refuse("burst applies to calls_per_second, which is not set; set the rate too, or remove burst");
+        }
+        #[cfg(not(feature = "rate-limit"))]
+        if limits.calls_per_second.is_some() {
+            return refuse(
+                "calls_per_second needs a host built with berth's `rate-limit` feature (on by default); rebuild the host with it, or remove the limit",
+            );
+        }
+        #[cfg(feature = "rate-limit")]
+        let rate = limits.calls_per_second.map(|per_second| {
+            let burst = limits.burst.unwrap_or(per_second);
+            let quota = governor::Quota::per_second(per_second).allow_burst(burst);
+            RateLimit { limiter: governor::RateLimiter::direct(quota), per_second, burst }
+        });
+        #[cfg(not(feature = "rate-limit"))]
+        let rate: Option<()> = None;
+        let bulkhead = limits.max_concurrent_calls;
         let breaker = manifest.breaker.map(CircuitBreaker::new);
-        (bulkhead.is_some() || breaker.is_some()).then(|| Box::new(Supervision { bulkhead, breaker }))
+        if bulkhead.is_none() && breaker.is_none() && rate.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(Supervision {
+            bulkhead,
+            breaker,
+            #[cfg(feature = "rate-limit")]
+            rate,
+        })))
     }
+}
+
+/// The rate limit (calls a second) `supervision` applies, if any.
+fn rate_of(supervision: Option<&Supervision>) -> Option<u32> {
+    #[cfg(feature = "rate-limit")]
+    return supervision.and_then(|s| s.rate.as_ref()).map(|rate| rate.per_second.get());
+    #[cfg(not(feature = "rate-limit"))]
+    return supervision.and(None);
 }
 
 /// Runs `call` on `generation` under `supervision`: through the bulkhead (counted in flight, or refused at
@@ -462,6 +515,14 @@ fn supervised<R>(
     supervision: &Supervision,
     call: impl FnOnce() -> Result<R, CallError>,
 ) -> Result<R, CallError> {
+    #[cfg(feature = "rate-limit")]
+    if let Some(rate) = &supervision.rate
+        && rate.limiter.check().is_err()
+    {
+        slot.rate_limited.fetch_add(1, Ordering::Relaxed);
+        let (plugin, per_second, burst) = (slot.name.to_string(), rate.per_second.get(), rate.burst.get());
+        return Err(CallError::RateLimited { plugin, per_second, burst });
+    }
     let _permit = supervision.bulkhead.map(|limit| slot.enter(limit)).transpose()?;
     let Some(breaker) = &supervision.breaker else { return call() };
     let probe = match breaker.admit() {
@@ -672,6 +733,7 @@ impl Registry {
                 subscribers: Arc::clone(&self.subscribers),
                 in_flight: AtomicU32::new(0),
                 overloaded: AtomicU64::new(0),
+                rate_limited: AtomicU64::new(0),
             })
         });
         Arc::clone(slot)
@@ -931,6 +993,8 @@ impl Registry {
                     retired_bytes: retired.bytes,
                     max_concurrent_calls: supervision.and_then(|s| s.bulkhead).map(NonZeroU32::get),
                     breaker: supervision.and_then(|s| s.breaker.as_ref()).map(CircuitBreaker::status),
+                    calls_per_second: rate_of(supervision),
+                    rate_limited: slot.rate_limited.load(Ordering::Relaxed),
                     in_flight: slot.in_flight.load(Ordering::Acquire),
                     overloaded: slot.overloaded.load(Ordering::Relaxed),
                 }
@@ -1309,6 +1373,19 @@ pub enum CallError {
         plugin: String,
         /// Its limit.
         limit: u32,
+    },
+    /// The plugin's rate limit is reached (`[limits] calls_per_second`, `burst`): refused at once, before the
+    /// plugin is called.
+    #[error(
+        "plugin {plugin:?} is called faster than its manifest allows ({per_second} calls a second, bursts of {burst}; [limits] calls_per_second, burst); this call was refused without reaching it, try again later"
+    )]
+    RateLimited {
+        /// The plugin.
+        plugin: String,
+        /// Its rate.
+        per_second: u32,
+        /// Its burst.
+        burst: u32,
     },
     /// The plugin's circuit breaker is open (`[breaker]`): calls are refused at once until `retry_at`, when one
     /// call goes through as a probe.

@@ -356,3 +356,39 @@ fn the_circuit_breaker_opens_on_failures_refuses_fast_and_closes_on_a_good_probe
     assert_eq!(add().unwrap(), 3);
     assert_eq!((status().state, status().generation), (PluginState::Active, Some(2)));
 }
+
+/// The rate limit: with `[limits] calls_per_second = 1` and `burst = 2`, two calls at once go through and the
+/// third is refused at once with `RateLimited` (counted in the status), without reaching the plugin; other
+/// plugins are not limited. A `burst` without a rate is refused with advice.
+#[test]
+fn a_rate_limit_refuses_calls_beyond_its_burst_at_once() {
+    let layout = Layout::new();
+    layout.add_example("greeter");
+    let dir = layout.add_misbehaving("ok");
+    let manifest = dir.join("misbehaving.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("{text}\n[limits]\ncalls_per_second = 1\nburst = 2\n")).unwrap();
+    let host = layout.host();
+    assert!(host.load_all().failures.is_empty());
+    let plugin = host.plugin("misbehaving").unwrap();
+    // A second must pass before a third call fits: these run in microseconds.
+    let answers: Vec<_> = (0..3).map(|_| plugin.call_json::<_, u64>("add", &(1, 2))).collect();
+    assert_eq!((answers[0].as_ref().ok(), answers[1].as_ref().ok()), (Some(&3), Some(&3)));
+    let refused = answers[2].clone().unwrap_err();
+    assert_eq!(refused, CallError::RateLimited { plugin: "misbehaving".into(), per_second: 1, burst: 2 });
+    assert!(refused.to_string().contains("(1 calls a second, bursts of 2; [limits] calls_per_second, burst)"));
+    for _ in 0..10 {
+        let greeting: String = host.plugin("greeter").unwrap().call_json("greet", &json!({"name": "ops"})).unwrap();
+        assert_eq!(greeting, "Hello, ops!");
+    }
+    let status = host.plugins().into_iter().find(|s| s.name.as_str() == "misbehaving").unwrap();
+    assert_eq!((status.calls_per_second, status.rate_limited), (Some(1), 1));
+
+    std::fs::write(&manifest, format!("{text}\n[limits]\nburst = 2\n")).unwrap();
+    let report = host.load_all();
+    let message = report.failures[0].error.to_string();
+    assert_eq!(
+        message,
+        "[limits]: burst applies to calls_per_second, which is not set; set the rate too, or remove burst"
+    );
+}

@@ -54,6 +54,9 @@ pub(crate) fn info(host: &Host, report: &LoadReport, target: &str, json: bool) -
                 status.overloaded
             );
         }
+        if let Some(rate) = status.calls_per_second {
+            say!("rate:       {rate} calls a second; {} refused as rate-limited", status.rate_limited);
+        }
         if let Some(breaker) = &status.breaker {
             match breaker.retry_in {
                 None => say!("breaker:    {}", breaker.state),

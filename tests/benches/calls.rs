@@ -8,6 +8,8 @@
 //!   `PluginHandle::call("add", 16 bytes)`.
 //! - `payload/*/{1024,65536}`: the generic call `echo` (bytes in, the same bytes out) against a local
 //!   `dyn Trait` doing the same copy.
+//! - `supervised/*` and `breaker/*`: the trivial calls on a plugin with a bulkhead, a rate limit and a breaker
+//!   (limits no call reaches), and with a breaker alone: the price of supervision against `trivial/*`.
 //! - `threads/*/{1,2,8}`: the trivial typed call from 1, 2 and 8 threads at once: `typed` through one shared
 //!   [`berth::Typed`], `typed-local` through a [`berth::LocalTyped`] per thread. The time reported is CPU time per call (wall time x busy cores / calls): equal to the one-thread
 //!   figure when calls do not serialise.
@@ -58,8 +60,16 @@ struct Loaded {
 }
 
 fn loaded() -> Loaded {
+    loaded_with("")
+}
+
+/// [`loaded`], with `tables` appended to the plugin's manifest (supervision: `[limits]`, `[breaker]`).
+fn loaded_with(tables: &str) -> Loaded {
     let layout = Layout::new();
-    layout.add_bench_plugin(BENCH_PLUGIN, "berth-bench-mark-000000");
+    let dir = layout.add_bench_plugin(BENCH_PLUGIN, "berth-bench-mark-000000");
+    let manifest = dir.join(format!("{BENCH_PLUGIN}.toml"));
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("{text}\n{tables}")).unwrap();
     let host = layout.host();
     let report = host.load_all();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
@@ -182,11 +192,32 @@ fn threads(c: &mut Criterion, loaded: &Loaded) {
     group.finish();
 }
 
+/// The trivial calls again, on a plugin whose manifest turns supervision on, with limits no call reaches:
+/// `supervised/*` with a bulkhead, a rate limit and a breaker; `breaker/*` with the breaker alone. Against
+/// `trivial/*`, the price of supervision per call.
+fn supervised(c: &mut Criterion) {
+    let all = "[limits]\nmax_concurrent_calls = 1000000\ncalls_per_second = 4000000000\n[breaker]\nfailures = 1000\n";
+    for (name, tables) in [("supervised", all), ("breaker", "[breaker]\nfailures = 1000\n")] {
+        let loaded = loaded_with(tables);
+        let mut group = c.benchmark_group(name);
+        let typed: Typed<MathV1> = loaded.plugin.typed::<MathV1>();
+        group.bench_function("typed", |b| b.iter(|| typed.call(|math| math.add(black_box(40), black_box(2))).unwrap()));
+        let local = typed.local();
+        group.bench_function("typed-local", |b| {
+            b.iter(|| local.call(|math| math.add(black_box(40), black_box(2))).unwrap())
+        });
+        let input: Vec<u8> = [40u64, 2].iter().flat_map(|v| v.to_le_bytes()).collect();
+        group.bench_function("generic", |b| b.iter(|| loaded.plugin.call("add", black_box(&input)).unwrap()));
+        group.finish();
+    }
+}
+
 fn calls(c: &mut Criterion) {
     let loaded = loaded();
     trivial(c, &loaded);
     payload(c, &loaded);
     threads(c, &loaded);
+    supervised(c);
 }
 
 fn config() -> Criterion {

@@ -640,37 +640,41 @@ impl Slot {
     /// generation (a plugin failed or replaced meanwhile stays as it is).
     #[cold]
     fn faulted(&self, number: u64, reason: String) {
-        if !self.is_current(number) {
-            return;
-        }
-        let version = {
-            let mut status = self.status();
-            if !matches!(status.state, PluginState::Active | PluginState::Faulted) {
-                return;
-            }
-            status.state = PluginState::Faulted;
-            status.reason = Some(reason.clone());
-            status.version.clone()
-        };
-        self.emit(EventKind::Faulted, PluginState::Faulted, Some(number), version, reason);
+        let from = |state| matches!(state, PluginState::Active | PluginState::Faulted);
+        self.breaker_moved(number, from, PluginState::Faulted, Some(reason.clone()), EventKind::Faulted, reason);
     }
 
     /// The breaker of generation `number` closed: a `Faulted` plugin serves again.
     #[cold]
     fn recovered(&self, number: u64, detail: String) {
+        let from = |state| state == PluginState::Faulted;
+        self.breaker_moved(number, from, PluginState::Active, None, EventKind::Recovered, detail);
+    }
+
+    /// Moves the plugin to `state` (with `reason`) and reports `kind`, when generation `number` still serves
+    /// and the plugin's state is one `from` accepts.
+    fn breaker_moved(
+        &self,
+        number: u64,
+        from: impl Fn(PluginState) -> bool,
+        state: PluginState,
+        reason: Option<String>,
+        kind: EventKind,
+        detail: String,
+    ) {
         if !self.is_current(number) {
             return;
         }
         let version = {
             let mut status = self.status();
-            if status.state != PluginState::Faulted {
+            if !from(status.state) {
                 return;
             }
-            status.state = PluginState::Active;
-            status.reason = None;
+            status.state = state;
+            status.reason = reason;
             status.version.clone()
         };
-        self.emit(EventKind::Recovered, PluginState::Active, Some(number), version, detail);
+        self.emit(kind, state, Some(number), version, detail);
     }
 
     fn is_current(&self, number: u64) -> bool {

@@ -68,8 +68,7 @@ fn loaded_with(tables: &str) -> Loaded {
     let layout = Layout::new();
     let dir = layout.add_bench_plugin(BENCH_PLUGIN, "berth-bench-mark-000000");
     let manifest = dir.join(format!("{BENCH_PLUGIN}.toml"));
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(&manifest, format!("{text}\n{tables}")).unwrap();
+    berth_tests::append_to_manifest(&manifest, tables);
     let host = layout.host();
     let report = host.load_all();
     assert!(report.failures.is_empty(), "{:?}", report.failures);

@@ -72,6 +72,14 @@ pub fn library(krate: &str) -> PathBuf {
     built().join(library_file(krate))
 }
 
+/// Appends `tables` (supervision tables such as `[limits]`, `[breaker]`) to the manifest at `manifest`;
+/// returns the manifest as it was.
+pub fn append_to_manifest(manifest: &Path, tables: &str) -> String {
+    let text = fs::read_to_string(manifest).unwrap();
+    fs::write(manifest, format!("{text}\n{tables}")).unwrap();
+    text
+}
+
 /// The `berth` binary.
 pub fn berth_bin() -> PathBuf {
     built().join(format!("berth{}", env::consts::EXE_SUFFIX))

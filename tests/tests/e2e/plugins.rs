@@ -238,8 +238,7 @@ fn a_bulkhead_refuses_calls_beyond_its_limit_at_once_and_other_plugins_go_on() {
     layout.add_example("greeter");
     let dir = layout.add_misbehaving("ok");
     let manifest = dir.join("misbehaving.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(&manifest, format!("{text}\n[limits]\nmax_concurrent_calls = 2\n")).unwrap();
+    berth_tests::append_to_manifest(&manifest, "[limits]\nmax_concurrent_calls = 2\n");
     let host = Arc::new(layout.host());
     assert!(host.load_all().failures.is_empty());
     let fifo = layout.data().with_file_name("hang.fifo");
@@ -291,8 +290,7 @@ fn the_circuit_breaker_opens_on_failures_refuses_fast_and_closes_on_a_good_probe
     let layout = Layout::new();
     let dir = layout.add_misbehaving("ok");
     let manifest = dir.join("misbehaving.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(&manifest, format!("{text}\n[breaker]\nfailures = 3\ncool_down = \"200ms\"\n")).unwrap();
+    let text = berth_tests::append_to_manifest(&manifest, "[breaker]\nfailures = 3\ncool_down = \"200ms\"\n");
     let host = layout.host();
     assert!(host.load_all().failures.is_empty());
     let events = host.subscribe();
@@ -366,8 +364,7 @@ fn a_rate_limit_refuses_calls_beyond_its_burst_at_once() {
     layout.add_example("greeter");
     let dir = layout.add_misbehaving("ok");
     let manifest = dir.join("misbehaving.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(&manifest, format!("{text}\n[limits]\ncalls_per_second = 1\nburst = 2\n")).unwrap();
+    let text = berth_tests::append_to_manifest(&manifest, "[limits]\ncalls_per_second = 1\nburst = 2\n");
     let host = layout.host();
     assert!(host.load_all().failures.is_empty());
     let plugin = host.plugin("misbehaving").unwrap();

@@ -85,8 +85,7 @@ fn typed_calls_go_through_the_bulkhead() {
     let layout = Layout::new();
     let dir = layout.add_bench_plugin(BENCH_PLUGIN, "berth-bench-mark-000001");
     let manifest = dir.join(format!("{BENCH_PLUGIN}.toml"));
-    let text = fs::read_to_string(&manifest).unwrap();
-    fs::write(&manifest, format!("{text}\n[limits]\nmax_concurrent_calls = 1\n")).unwrap();
+    berth_tests::append_to_manifest(&manifest, "[limits]\nmax_concurrent_calls = 1\n");
     let host = layout.host();
     assert!(host.load_all().failures.is_empty());
     let typed = host.plugin(BENCH_PLUGIN).unwrap().typed::<MathV1>();

@@ -405,6 +405,8 @@ impl HostState {
         verified: Verified,
         progress: &dyn Fn(PluginState, String),
     ) -> Result<Generation, LoadError> {
+        // From the manifest alone: refused before the library is copied, opened (its initialisers run) or created.
+        let supervision = Supervision::of(manifest)?;
         let copy = self.cache.store(&verified.sha256, &verified.bytes)?;
         let module = load::open(&copy)?;
         // Mapped from now on, whether or not this generation ever serves.
@@ -422,7 +424,7 @@ impl HostState {
             stamp: verified.stamp,
             trust: verified.trust,
             instance: Instance::InProcess(object),
-            supervision: Supervision::of(manifest)?,
+            supervision,
             interfaces: Interfaces::default(),
             handed_over: None,
         })

@@ -142,6 +142,11 @@ impl CircuitBreaker {
         Transition::Opened(self.open_with(format!("{count} ([breaker] failures = {limit}); the last: {message}")))
     }
 
+    /// Opens the breaker (or opens it again) for `reason`, whatever the failure count: failing health checks.
+    pub(crate) fn trip(&self, reason: String) -> String {
+        self.open_with(reason)
+    }
+
     fn open_with(&self, reason: String) -> String {
         let mut state = self.state();
         state.retry_at = Some(Instant::now() + self.config.cool_down);

@@ -33,6 +33,9 @@ pub struct HostConfig {
     pub reload: ReloadConfig,
     /// Signatures, trusted keys and file permission checks.
     pub trust: TrustConfig,
+    /// The supervision deadline of plugins whose manifest sets none (`[limits] call_timeout` in the file, as
+    /// in a manifest). Default: none.
+    pub call_timeout: Option<Duration>,
 }
 
 /// How watching and hot reload behave (`[reload]` in the host configuration file).
@@ -72,6 +75,7 @@ impl Default for HostConfig {
             data_dir: default_data_dir(),
             reload: ReloadConfig::default(),
             trust: TrustConfig::default(),
+            call_timeout: None,
         }
     }
 }
@@ -162,6 +166,15 @@ struct ConfigFile {
     reload: ReloadFile,
     #[serde(default)]
     trust: TrustFile,
+    #[serde(default)]
+    limits: LimitsFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    #[serde(default, deserialize_with = "duration")]
+    call_timeout: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -231,6 +244,7 @@ impl HostConfig {
                 .map_err(|error| ManifestError::TrustedKey { path: path.to_owned(), error })?;
             trust.keys.push(key);
         }
+        config.call_timeout = file.limits.call_timeout;
         let reload = &mut config.reload;
         reload.debounce = file.reload.debounce.unwrap_or(reload.debounce);
         reload.settle = file.reload.settle.unwrap_or(reload.settle);

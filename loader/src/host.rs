@@ -3,8 +3,10 @@
 #![forbid(unsafe_code)]
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use crate::config::HostConfig;
 use crate::digest::sha256_hex;
@@ -142,6 +144,14 @@ impl Host {
         self.inner.registry.retired_total()
     }
 
+    /// The supervision of this host's plugins, for a thread to run on schedule (berth-runtime's `Supervisor`
+    /// does; `berth run` starts one): deadlines (`[limits] call_timeout`) and health checks (`[health]`) are
+    /// watched only while one runs. See [`SupervisionPass::run`].
+    pub fn supervision(&self) -> SupervisionPass {
+        self.inner.supervisors.fetch_add(1, Ordering::Relaxed);
+        SupervisionPass { host: Arc::downgrade(&self.inner) }
+    }
+
     /// A channel that receives every lifecycle event from now on.
     pub fn subscribe(&self) -> Receiver<Event> {
         self.inner.registry.subscribe()
@@ -152,6 +162,44 @@ impl Host {
     /// thread). Also done on drop.
     pub fn shutdown(&self) {
         self.inner.shutdown();
+    }
+}
+
+/// One host's supervision, from [`Host::supervision`]: each [`run`](SupervisionPass::run) is one pass.
+/// While it exists the host counts itself supervised (a load of a plugin with a deadline or health checks on
+/// a host with none logs a warning).
+pub struct SupervisionPass {
+    host: Weak<HostState>,
+}
+
+impl SupervisionPass {
+    /// One pass: calls past their deadline are counted stuck (the plugin `degraded`, each overrun counted
+    /// toward its breaker); health checks that are due start on the plugin's own threads, and those that
+    /// failed or did not answer in time move the plugin through `degraded` to what `[health] on_failing`
+    /// says (a reload starts on a thread of its own). Never blocks on a plugin.
+    ///
+    /// Returns how long until the next pass is due (a tenth of the shortest deadline, within 5 ms to 100 ms;
+    /// the next health check; at most 1 s), or `None` once the host is shut down or dropped.
+    pub fn run(&self) -> Option<Duration> {
+        let host = self.host.upgrade().filter(|host| !host.is_closed())?;
+        let (reload, next) = host.registry.supervise();
+        for name in reload {
+            let host = Arc::clone(&host);
+            let started =
+                std::thread::Builder::new().name(format!("berth-reload-{name}")).spawn(move || host.reload_now(&name));
+            if let Err(error) = started {
+                tracing::error!("cannot start a thread to reload a plugin: {error}");
+            }
+        }
+        Some(next)
+    }
+}
+
+impl Drop for SupervisionPass {
+    fn drop(&mut self) {
+        if let Some(host) = self.host.upgrade() {
+            host.supervisors.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use crate::host::WouldNotLoad;
 use crate::install::{Installed, Verification};
 use crate::load::LibraryInfo;
 use crate::reconcile::LoadReport;
-use crate::registry::{CallError, Event, EventKind, Health, PluginStatus};
+use crate::registry::{CallError, Event, EventKind, Health, HealthCheck, PluginStatus};
 use crate::trust::Trust;
 
 /// The schema version of every document in this module.
@@ -114,10 +114,33 @@ pub struct BreakerJson {
     pub retry_in_ms: Option<u64>,
 }
 
+/// Recent health checks (`[health]`).
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthChecksJson {
+    /// Checks failed since the last that passed.
+    pub failing: u32,
+    /// The most recent, oldest first.
+    pub history: Vec<HealthCheckJson>,
+}
+
+/// One health check.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthCheckJson {
+    /// When it started: milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// How long it took.
+    pub took_ms: u64,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What the plugin said, or why it failed.
+    pub detail: String,
+}
+
 /// One plugin the host knows: the fields of [`PluginStatus`] of the same names, as JSON (`name`, `state`,
 /// `reason`, `reload_error`, `manifest`, `version`, `generation`, `library`, `sha256`, `trust`,
 /// `retired_generations`, `retired_images`, `retired_bytes`, `max_concurrent_calls`, `in_flight`, `overloaded`,
-/// `breaker`, `calls_per_second`, `rate_limited`), and `health` when it was asked (`berth info`). A document type: build it from a status.
+/// `breaker`, `calls_per_second`, `rate_limited`, `call_timeout_ms`, `stuck`, `timeouts`, `call_threads`,
+/// `health_checks`), and `health` when it was asked (`berth info`). A document type: build it from a status.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plugin {
     name: String,
@@ -139,6 +162,11 @@ pub struct Plugin {
     breaker: Option<BreakerJson>,
     calls_per_second: Option<u32>,
     rate_limited: u64,
+    call_timeout_ms: Option<u64>,
+    stuck: u32,
+    timeouts: u64,
+    call_threads: u32,
+    health_checks: Option<HealthChecksJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     health: Option<HealthJson>,
 }
@@ -169,7 +197,27 @@ impl From<&PluginStatus> for Plugin {
             }),
             calls_per_second: status.calls_per_second,
             rate_limited: status.rate_limited,
+            call_timeout_ms: status.call_timeout.map(|timeout| timeout.as_millis() as u64),
+            stuck: status.stuck,
+            timeouts: status.timeouts,
+            call_threads: status.call_threads,
+            health_checks: status.health.as_ref().map(|report| HealthChecksJson {
+                failing: report.failing,
+                history: report.history.iter().map(HealthCheckJson::from).collect(),
+            }),
             health: None,
+        }
+    }
+}
+
+impl From<&HealthCheck> for HealthCheckJson {
+    fn from(check: &HealthCheck) -> HealthCheckJson {
+        let since_epoch = check.at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        HealthCheckJson {
+            at_unix_ms: since_epoch.as_millis() as u64,
+            took_ms: check.took.as_millis() as u64,
+            passed: check.passed,
+            detail: check.detail.clone(),
         }
     }
 }
@@ -439,7 +487,8 @@ pub enum EventLine {
         /// The plugin.
         plugin: String,
         /// What happened: `progress`, `loaded`, `reloaded`, `reconfigured`, `reload_failed`, `failed`,
-        /// `disabled`, `removed`, `retired`, `restored`, `unwatched`, `watched`, `faulted`, `recovered`.
+        /// `disabled`, `removed`, `retired`, `restored`, `unwatched`, `watched`, `faulted`, `recovered`,
+        /// `degraded`.
         kind: &'static str,
         /// Its state after it.
         state: String,
@@ -509,6 +558,7 @@ impl From<&Event> for EventLine {
             EventKind::Watched => ("watched", None),
             EventKind::Faulted => ("faulted", None),
             EventKind::Recovered => ("recovered", None),
+            EventKind::Degraded => ("degraded", None),
         };
         EventLine::Event {
             schema: SCHEMA,

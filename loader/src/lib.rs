@@ -66,6 +66,7 @@ mod breaker;
 pub mod bundle;
 mod checksums;
 pub mod config;
+mod deadline;
 pub mod digest;
 mod discover;
 mod duration;
@@ -83,6 +84,7 @@ mod logbridge;
 pub mod manifest;
 mod name;
 mod permissions;
+mod pool;
 mod reconcile;
 mod record;
 mod registry;
@@ -98,13 +100,13 @@ pub use bundle::Bundle;
 pub use bundle::BundleError;
 pub use config::{HostConfig, Overrides, PLUGIN_PATH_ENV, ReloadConfig};
 pub use error::{DependencyProblem, HostError, KeyError, LoadError, LoadFailure, ManifestError};
-pub use host::{Host, HostBuilder, InspectError, WouldNotLoad, inspect_library};
+pub use host::{Host, HostBuilder, InspectError, SupervisionPass, WouldNotLoad, inspect_library};
 pub use load::LibraryInfo;
-pub use manifest::{Manifest, PluginName};
+pub use manifest::{HealthChecks, Limits, Manifest, OnFailing, PluginName};
 pub use reconcile::LoadReport;
 pub use registry::{
-    BreakerStatus, CallError, Event, EventKind, Health, LocalTyped, Observer, PluginHandle, PluginState, PluginStatus,
-    Retired, Typed,
+    BreakerStatus, CallError, Event, EventKind, HEALTH_HISTORY, Health, HealthCheck, HealthReport, LocalTyped,
+    Observer, PluginHandle, PluginState, PluginStatus, Retired, Typed,
 };
 pub use trust::{Trust, TrustConfig, TrustPolicy, TrustedKey};
 #[cfg(feature = "watch")]

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use semver::{Version, VersionReq};
@@ -60,6 +61,8 @@ pub struct Manifest {
     pub limits: Limits,
     /// The `[breaker]` table: when failing calls take the plugin out of service for a while. `None`: never.
     pub breaker: Option<Breaker>,
+    /// The `[health]` table: health checks on an interval. `None`: the host never asks on its own.
+    pub health: Option<HealthChecks>,
 }
 
 /// The `[breaker]` table: the circuit breaker. Failed calls (errors and panics) count; once `failures` of them
@@ -102,6 +105,76 @@ pub struct Limits {
     pub calls_per_second: Option<std::num::NonZeroU32>,
     /// How many calls may come at once above the rate (default: one second's worth).
     pub burst: Option<std::num::NonZeroU32>,
+    /// The supervision deadline: a call running longer is counted stuck (the plugin is `degraded` while it
+    /// runs, and the overrun counts toward the breaker), and its caller gets
+    /// [`CallError::Timeout`](crate::CallError::Timeout) when it returns. A native call cannot be stopped
+    /// in-process: it runs on. Default: the host configuration's `[limits] call_timeout`, else none.
+    #[serde(default, deserialize_with = "crate::duration::duration")]
+    pub call_timeout: Option<std::time::Duration>,
+}
+
+/// The `[health]` table: the host asks the plugin how it is doing every `interval`. A check that answers
+/// anything but `ok`, errs, or takes longer than `timeout` fails; one failure makes the plugin `degraded`,
+/// `failures` in a row take it out of service as `on_failing` says, and a check that passes makes it `active`
+/// again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HealthChecks {
+    /// How often.
+    #[serde(deserialize_with = "required_duration")]
+    pub interval: std::time::Duration,
+    /// How long a check may take. Default 1 s.
+    #[serde(default = "default_health_timeout", deserialize_with = "health_timeout")]
+    pub timeout: std::time::Duration,
+    /// How many failed checks in a row take the plugin out of service. Default 3.
+    #[serde(default = "default_health_failures")]
+    pub failures: std::num::NonZeroU32,
+    /// What taking it out of service means. Default `fault`.
+    #[serde(default)]
+    pub on_failing: OnFailing,
+}
+
+/// What failing health checks do (`[health] on_failing`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum OnFailing {
+    /// Open the circuit breaker: calls are refused with [`CallError::Faulted`](crate::CallError::Faulted);
+    /// after the cool-down (`[breaker] cool_down`, else the check interval) the next check or call is the
+    /// probe.
+    #[default]
+    Fault,
+    /// Take the plugin out of service (`disabled`) until its manifest or library changes or the host restarts.
+    Disable,
+    /// Load a fresh generation from the same files (state handed over as in any reload).
+    Reload,
+}
+
+impl fmt::Display for OnFailing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OnFailing::Fault => "fault",
+            OnFailing::Disable => "disable",
+            OnFailing::Reload => "reload",
+        })
+    }
+}
+
+fn default_health_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(1)
+}
+
+fn default_health_failures() -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::new(3).unwrap_or(std::num::NonZeroU32::MIN)
+}
+
+fn health_timeout<'de, D: Deserializer<'de>>(deserializer: D) -> Result<std::time::Duration, D::Error> {
+    Ok(crate::duration::duration(deserializer)?.unwrap_or_else(default_health_timeout))
+}
+
+fn required_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<std::time::Duration, D::Error> {
+    crate::duration::duration(deserializer)?.ok_or_else(|| serde::de::Error::custom("a duration is required"))
 }
 
 /// The `[library]` table.
@@ -156,6 +229,7 @@ impl Manifest {
             config: raw.config,
             limits: raw.limits,
             breaker: raw.breaker,
+            health: raw.health,
         })
     }
 
@@ -288,6 +362,7 @@ struct RawManifest {
     #[serde(default)]
     limits: Limits,
     breaker: Option<Breaker>,
+    health: Option<HealthChecks>,
 }
 
 impl<'de> Deserialize<'de> for LibraryFile {

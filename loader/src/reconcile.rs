@@ -88,6 +88,8 @@ pub(crate) struct HostState {
     /// One rescan at a time; shutdown takes it too.
     lock: Mutex<()>,
     closed: AtomicBool,
+    /// Supervision passes that run (see [`crate::Host::supervision`]).
+    pub supervisors: std::sync::atomic::AtomicUsize,
 }
 
 /// Whether a reload replaced the serving generation.
@@ -104,7 +106,20 @@ impl HostState {
         versions: AcceptedVersions,
         registry: Registry,
     ) -> HostState {
-        HostState { config, cache, versions, registry, lock: Mutex::new(()), closed: AtomicBool::new(false) }
+        HostState {
+            config,
+            cache,
+            versions,
+            registry,
+            lock: Mutex::new(()),
+            closed: AtomicBool::new(false),
+            supervisors: Default::default(),
+        }
+    }
+
+    /// Whether the host has shut down.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// Takes every plugin out of service; later rescans do nothing.
@@ -203,7 +218,8 @@ impl HostState {
         for manifest in pending {
             let state = state_of.get(&manifest.name).map(|(state, _)| *state);
             if !manifest.enabled {
-                if state != Some(PluginState::Disabled) {
+                // Disabled by ops now, even if failing health checks disabled it before.
+                if state != Some(PluginState::Disabled) || self.registry.has_failed_attempt(&manifest.name) {
                     let detail = format!("enabled = false in {}", manifest.path.display());
                     self.registry.transition(&manifest, PluginState::Disabled, detail);
                     report.disabled.push(manifest.name);
@@ -275,7 +291,7 @@ impl HostState {
         if !reload {
             return;
         }
-        match self.reload(manifest, generation, &applied.manifest) {
+        match self.reload(manifest, generation, &applied.manifest, false) {
             Ok(Reload::Swapped) => report.reloaded.push(name.clone()),
             Ok(Reload::Unchanged) => {}
             Err(error) if self.still_being_written(scope, manifest, &error) => {
@@ -286,11 +302,18 @@ impl HostState {
     }
 
     /// Builds a new generation of a serving plugin from `manifest` and swaps it in.
-    fn reload(&self, manifest: &Manifest, serving: &Arc<Generation>, applied: &Manifest) -> Result<Reload, LoadError> {
+    fn reload(
+        &self,
+        manifest: &Manifest,
+        serving: &Arc<Generation>,
+        applied: &Manifest,
+        fresh: bool,
+    ) -> Result<Reload, LoadError> {
         self.check_requirements(manifest)?;
         self.check_dependents(manifest)?;
         let verified = verify_library(manifest, &self.config.trust)?;
-        if verified.sha256 == serving.sha256
+        if !fresh
+            && verified.sha256 == serving.sha256
             && same_library_and_metadata(manifest, applied)
             && manifest.config == applied.config
         {
@@ -311,6 +334,23 @@ impl HostState {
         }
         self.activate(vec![generation]);
         Ok(Reload::Swapped)
+    }
+
+    /// Loads a fresh generation of the serving plugin `name` from its files as they are now, even if nothing
+    /// changed (failing health checks with `on_failing = "reload"`); a refusal is reported as any refused
+    /// reload is, and the generation serving goes on.
+    pub(crate) fn reload_now(&self, name: &PluginName) {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(serving) = self.registry.serving(name).filter(|_| !self.closed.load(Ordering::SeqCst)) else {
+            return;
+        };
+        let applied = self.registry.applied(name).map_or_else(|| serving.manifest.clone(), |a| a.manifest);
+        let outcome = Manifest::load(&serving.manifest.path)
+            .map_err(LoadError::from)
+            .and_then(|manifest| self.reload(&manifest, &serving, &applied, true).map(|_| manifest));
+        if let Err(error) = outcome {
+            self.registry.reload_failed(name, None, error.to_string());
+        }
     }
 
     /// The `api` requirement, the accepted versions and the dependencies among the plugins serving now:
@@ -406,7 +446,14 @@ impl HostState {
         progress: &dyn Fn(PluginState, String),
     ) -> Result<Generation, LoadError> {
         // From the manifest alone: refused before the library is copied, opened (its initialisers run) or created.
-        let supervision = Supervision::of(manifest)?;
+        let supervision = Supervision::of(manifest, self.config.call_timeout)?;
+        let watched = supervision.as_ref().is_some_and(|s| s.deadline.is_some()) || manifest.health.is_some();
+        if watched && self.supervisors.load(Ordering::Relaxed) == 0 {
+            tracing::warn!(
+                plugin = %manifest.name,
+                "its call_timeout or [health] is watched by a supervision pass, and none runs in this host: start one (berth_runtime::Supervisor, as `berth run` does)"
+            );
+        }
         let copy = self.cache.store(&verified.sha256, &verified.bytes)?;
         let module = load::open(&copy)?;
         // Mapped from now on, whether or not this generation ever serves.

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use berth_plugin_api::abi::PluginError;
@@ -24,12 +25,17 @@ use serde::{Serialize, de::DeserializeOwned};
 
 pub use crate::breaker::BreakerStatus;
 use crate::breaker::{Admit, CircuitBreaker, Transition};
+use crate::deadline::{self, Outcome};
 use crate::error::LoadError;
 use crate::instance::Instance;
 use crate::load::LibraryInfo;
-use crate::manifest::{Manifest, PluginName};
+use crate::manifest::{Breaker, Manifest, OnFailing, PluginName};
+use crate::pool::Pool;
 use crate::trust::Trust;
 use crate::verify::FileStamp;
+
+mod supervise;
+use supervise::HealthTrack;
 
 /// Where a plugin is in its lifecycle: Discovered -> Validated -> Loaded -> Active, or Failed (reason kept),
 /// Disabled (by its manifest), Removed (its manifest is gone), Retired (shut down with the host).
@@ -52,9 +58,12 @@ pub enum PluginState {
     Removed,
     /// It was shut down with the host.
     Retired,
-    /// Its circuit breaker is open (`[breaker]`): the serving generation refuses calls until a probe call
-    /// succeeds; the reason is kept.
+    /// Its circuit breaker is open (`[breaker]`, or failing health checks): the serving generation refuses
+    /// calls until a probe succeeds; the reason is kept.
     Faulted,
+    /// It serves, but something is wrong: a call is stuck past its deadline (`[limits] call_timeout`), or a
+    /// health check failed; the reason is kept. Calls go through.
+    Degraded,
 }
 
 impl fmt::Display for PluginState {
@@ -69,6 +78,7 @@ impl fmt::Display for PluginState {
             PluginState::Removed => "removed",
             PluginState::Retired => "retired",
             PluginState::Faulted => "faulted",
+            PluginState::Degraded => "degraded",
         })
     }
 }
@@ -112,8 +122,11 @@ pub enum EventKind {
     /// Its circuit breaker opened (or a probe failed and it opened again): calls are refused until a probe
     /// succeeds. `detail` is the reason.
     Faulted,
-    /// Its circuit breaker closed: it serves again. `detail` says why (a probe succeeded, a config edit).
+    /// It serves normally again: its breaker closed, or what degraded it passed. `detail` says why (a probe
+    /// succeeded, a config edit, the stuck calls returned, a health check passed).
     Recovered,
+    /// A call is stuck past its deadline, or a health check failed: it serves, degraded. `detail` says which.
+    Degraded,
 }
 
 /// A lifecycle event, as subscribers receive it.
@@ -158,9 +171,8 @@ impl fmt::Display for Event {
             EventKind::Unwatched => write!(f, "{plugin}: not watched: {}", self.detail),
             EventKind::Watched => write!(f, "{plugin}: watched again: {}", self.detail),
             EventKind::Faulted => write!(f, "{plugin}: faulted, calls refused: {}", self.detail),
-            EventKind::Recovered => {
-                write!(f, "{plugin}: breaker closed, {version}{generation} serves again: {}", self.detail)
-            }
+            EventKind::Recovered => write!(f, "{plugin}: recovered, {version}{generation} serves: {}", self.detail),
+            EventKind::Degraded => write!(f, "{plugin}: degraded, {version}{generation} serves: {}", self.detail),
         }
     }
 }
@@ -209,6 +221,45 @@ pub struct PluginStatus {
     pub calls_per_second: Option<u32>,
     /// Calls the rate limit refused, since the host started.
     pub rate_limited: u64,
+    /// The serving generation's supervision deadline (`[limits] call_timeout`), if it has one.
+    pub call_timeout: Option<std::time::Duration>,
+    /// Calls running past their supervision deadline now (as of the supervisor's last pass).
+    pub stuck: u32,
+    /// Calls answered with [`CallError::Timeout`] (past their supervision deadline, or their caller's),
+    /// since the host started.
+    pub timeouts: u64,
+    /// Threads of the plugin's own running now (busy or idle): those of calls with a caller's deadline and
+    /// health checks, at most its bulkhead, else 8.
+    pub call_threads: u32,
+    /// The health checks (`[health]`), if the serving generation has them.
+    pub health: Option<HealthReport>,
+}
+
+/// What a plugin's health checks found lately ([`PluginStatus::health`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HealthReport {
+    /// The checks that failed since the last that passed.
+    pub failing: u32,
+    /// The most recent checks, oldest first (at most [`HEALTH_HISTORY`]).
+    pub history: Vec<HealthCheck>,
+}
+
+/// How many health checks a status keeps.
+pub const HEALTH_HISTORY: usize = 16;
+
+/// One health check's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HealthCheck {
+    /// When it started.
+    pub at: std::time::SystemTime,
+    /// How long it took (its timeout, when it did not answer in time).
+    pub took: std::time::Duration,
+    /// Whether it passed (the plugin answered `ok` in time).
+    pub passed: bool,
+    /// What the plugin said, or why the check failed.
+    pub detail: String,
 }
 
 /// The retired generations of every plugin, and the library images they keep mapped.
@@ -412,6 +463,8 @@ struct SlotStatus {
     libraries: BTreeMap<String, u64>,
     /// When its current generation was swapped in, in the registry's order (for shutdown in reverse).
     activated: u64,
+    /// The health checks of the serving generation.
+    health: HealthTrack,
 }
 
 struct Slot {
@@ -429,6 +482,12 @@ struct Slot {
     overloaded: AtomicU64,
     /// Calls the rate limit refused.
     rate_limited: AtomicU64,
+    /// Calls past their supervision deadline, as the supervisor's last pass counted them.
+    stuck: AtomicU32,
+    /// Calls answered with a timeout.
+    timeouts: AtomicU64,
+    /// The threads that run calls with a caller's deadline, and health checks.
+    pool: Arc<Pool>,
 }
 
 /// A call admitted by the bulkhead, counted in flight until it is dropped (a panic included).
@@ -450,6 +509,8 @@ pub(crate) struct Supervision {
     /// `[limits] calls_per_second` and `burst`: this generation's rate limiter.
     #[cfg(feature = "rate-limit")]
     pub rate: Option<RateLimit>,
+    /// `[limits] call_timeout` (or the host's default): calls are watched against it.
+    pub deadline: Option<Duration>,
 }
 
 /// A rate limiter (governor's GCRA: one atomic per check) and the limit it applies.
@@ -461,12 +522,28 @@ pub(crate) struct RateLimit {
 }
 
 impl Supervision {
-    /// What `manifest` asks for; `None` when nothing. Refuses limits this host cannot apply.
-    pub(crate) fn of(manifest: &Manifest) -> Result<Option<Box<Supervision>>, LoadError> {
+    /// What `manifest` asks for (with `call_timeout`, the host's default deadline); `None` when nothing.
+    /// Refuses limits this host cannot apply.
+    pub(crate) fn of(
+        manifest: &Manifest,
+        call_timeout: Option<Duration>,
+    ) -> Result<Option<Box<Supervision>>, LoadError> {
         let limits = &manifest.limits;
         let refuse = |reason: &str| Err(LoadError::Limits { reason: reason.to_owned() });
         if limits.burst.is_some() && limits.calls_per_second.is_none() {
             return refuse("burst applies to calls_per_second, which is not set; set the rate too, or remove burst");
+        }
+        let deadline = limits.call_timeout.or(call_timeout);
+        if deadline.is_some_and(|timeout| timeout < Duration::from_millis(1)) {
+            return refuse("call_timeout must be at least 1ms; raise it, or remove it to watch no deadline");
+        }
+        if let Some(checks) = &manifest.health {
+            if checks.interval < Duration::from_millis(10) {
+                return refuse("[health] interval must be at least 10ms; raise it, or remove [health]");
+            }
+            if checks.timeout < Duration::from_millis(1) {
+                return refuse("[health] timeout must be at least 1ms; raise it, or remove it for the default (1s)");
+            }
         }
         #[cfg(not(feature = "rate-limit"))]
         if limits.calls_per_second.is_some() {
@@ -483,8 +560,14 @@ impl Supervision {
         #[cfg(not(feature = "rate-limit"))]
         let rate: Option<()> = None;
         let bulkhead = limits.max_concurrent_calls;
-        let breaker = manifest.breaker.map(CircuitBreaker::new);
-        if bulkhead.is_none() && breaker.is_none() && rate.is_none() {
+        // Failing health checks fault the plugin through a breaker: one that calls alone never trip, when the
+        // manifest has none.
+        let health_breaker = manifest
+            .health
+            .filter(|checks| checks.on_failing == OnFailing::Fault)
+            .map(|checks| Breaker { failures: NonZeroU32::MAX, window: None, cool_down: checks.interval });
+        let breaker = manifest.breaker.or(health_breaker).map(CircuitBreaker::new);
+        if bulkhead.is_none() && breaker.is_none() && rate.is_none() && deadline.is_none() {
             return Ok(None);
         }
         Ok(Some(Box::new(Supervision {
@@ -492,6 +575,7 @@ impl Supervision {
             breaker,
             #[cfg(feature = "rate-limit")]
             rate,
+            deadline,
         })))
     }
 }
@@ -504,16 +588,18 @@ fn rate_of(supervision: Option<&Supervision>) -> Option<u32> {
     return supervision.and(None);
 }
 
-/// Runs `call` on `generation` under `supervision`: through the bulkhead (counted in flight, or refused at
-/// once), then the breaker (refused while open; the call after the cool-down is its probe), and records the
-/// outcome with the breaker. A call to a plugin with no supervision never enters it: it pays one branch on
-/// its generation. (Inlined: measured, that neither changes the unsupervised calls nor costs the breaker's
-/// `LocalTyped` path 3 ns of call overhead.)
+/// Runs `call` (of `what`: a method, an interface) on `generation` under `supervision`: through the rate
+/// limit and the bulkhead (counted in flight, or refused at once), then the breaker (refused while open; the
+/// call after the cool-down is its probe), watched against the deadline; records the outcome with the
+/// breaker. A call to a plugin with no supervision never enters it: it pays one branch on its generation.
+/// (Inlined: measured, that neither changes the unsupervised calls nor costs the breaker's `LocalTyped` path
+/// 3 ns of call overhead.)
 #[inline]
 fn supervised<R>(
     slot: &Slot,
     generation: &Generation,
     supervision: &Supervision,
+    what: &str,
     call: impl FnOnce() -> Result<R, CallError>,
 ) -> Result<R, CallError> {
     #[cfg(feature = "rate-limit")]
@@ -525,28 +611,66 @@ fn supervised<R>(
         return Err(CallError::RateLimited { plugin, per_second, burst });
     }
     let _permit = supervision.bulkhead.map(|limit| slot.enter(limit)).transpose()?;
-    let Some(breaker) = &supervision.breaker else { return call() };
-    let probe = match breaker.admit() {
-        Admit::Closed => false,
-        Admit::Probe => true,
-        Admit::Refused { reason, retry_at } => {
+    let probe = match supervision.breaker.as_ref().map(CircuitBreaker::admit) {
+        None | Some(Admit::Closed) => false,
+        Some(Admit::Probe) => true,
+        Some(Admit::Refused { reason, retry_at }) => {
             return Err(CallError::Faulted { plugin: slot.name.to_string(), reason, retry_at });
         }
     };
-    let result = call();
+    let result = match supervision.deadline {
+        None => call(),
+        Some(timeout) => {
+            let watched = deadline::enter(slot.key(), generation.number, timeout, what);
+            let result = call();
+            if let Outcome::Overran { after, counted } = watched.finish() {
+                return Err(slot.overran(generation, supervision, what, after, counted, probe));
+            }
+            result
+        }
+    };
+    let Some(breaker) = &supervision.breaker else { return result };
     let failure = match &result {
         Err(CallError::Plugin { message, .. }) => Some(message.as_str()),
         _ => None,
     };
-    match breaker.record(failure, probe) {
-        Transition::None => {}
-        Transition::Opened(reason) => slot.faulted(generation.number, reason),
-        Transition::Closed => slot.recovered(generation.number, "the probe call succeeded".to_owned()),
-    }
+    slot.breaker_recorded(generation, breaker.record(failure, probe));
     result
 }
 
 impl Slot {
+    /// A call of `what` that returned `after` its deadline: its caller gets a timeout, and the overrun counts
+    /// (unless the supervisor's pass counted it while it ran).
+    #[cold]
+    fn overran(
+        &self,
+        generation: &Generation,
+        supervision: &Supervision,
+        what: &str,
+        after: Duration,
+        counted: bool,
+        probe: bool,
+    ) -> CallError {
+        if !counted {
+            self.timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(breaker) = supervision.breaker.as_ref().filter(|_| probe || !counted) {
+            let reason = format!("call {what:?} took {} ms, past its call_timeout", after.as_millis());
+            self.breaker_recorded(generation, breaker.record(Some(&reason), probe));
+        }
+        CallError::Timeout { plugin: self.name.to_string(), method: what.to_owned(), after }
+    }
+
+    /// Reports what a call's outcome did to the breaker.
+    #[inline]
+    fn breaker_recorded(&self, generation: &Generation, transition: Transition) {
+        match transition {
+            Transition::None => {}
+            Transition::Opened(reason) => self.faulted(generation.number, reason),
+            Transition::Closed => self.recovered(generation.number, "the probe call succeeded".to_owned()),
+        }
+    }
+
     /// Counts a call in flight, or refuses it at once when `limit` calls are in flight already; the call is
     /// counted until the permit drops.
     fn enter(&self, limit: NonZeroU32) -> Result<Permit<'_>, CallError> {
@@ -610,6 +734,9 @@ impl Slot {
             }
         }
         let previous = if stops(state) { self.replace(None) } else { None };
+        // What the manifest now says supersedes a refusal of the files before (a disable by failing health
+        // checks included): `berth disable` and `berth enable` bring such a plugin back.
+        self.status().failed_attempt = None;
         self.record(state, previous.as_ref().map(|g| g.number), detail);
     }
 
@@ -640,7 +767,7 @@ impl Slot {
     /// generation (a plugin failed or replaced meanwhile stays as it is).
     #[cold]
     fn faulted(&self, number: u64, reason: String) {
-        let from = |state| matches!(state, PluginState::Active | PluginState::Faulted);
+        let from = |state| matches!(state, PluginState::Active | PluginState::Degraded | PluginState::Faulted);
         self.breaker_moved(number, from, PluginState::Faulted, Some(reason.clone()), EventKind::Faulted, reason);
     }
 
@@ -733,12 +860,16 @@ impl Registry {
                     retired: 0,
                     libraries: BTreeMap::new(),
                     activated: 0,
+                    health: HealthTrack::default(),
                 }),
                 generations: AtomicU64::new(0),
                 subscribers: Arc::clone(&self.subscribers),
                 in_flight: AtomicU32::new(0),
                 overloaded: AtomicU64::new(0),
                 rate_limited: AtomicU64::new(0),
+                stuck: AtomicU32::new(0),
+                timeouts: AtomicU64::new(0),
+                pool: Arc::new(Pool::new(format!("berth-{}", manifest.name))),
             })
         });
         Arc::clone(slot)
@@ -768,11 +899,17 @@ impl Registry {
         self.slot(manifest).status().failed_attempt = Some((manifest.clone(), stamp));
     }
 
+    /// Whether a failed attempt of this plugin is on record (not to be retried unchanged).
+    pub(crate) fn has_failed_attempt(&self, name: &PluginName) -> bool {
+        self.get(name).is_some_and(|slot| slot.status().failed_attempt.is_some())
+    }
+
     /// Whether the last load of this plugin failed on exactly this manifest and library.
     pub(crate) fn failed_before(&self, manifest: &Manifest, stamp: Option<FileStamp>) -> bool {
         self.get(&manifest.name).is_some_and(|slot| {
             let status = slot.status();
-            status.state == PluginState::Failed
+            // Failed, or disabled by failing health checks: not retried unchanged.
+            matches!(status.state, PluginState::Failed | PluginState::Disabled)
                 && status.failed_attempt.as_ref().is_some_and(|(m, s)| m == manifest && *s == stamp)
         })
     }
@@ -901,6 +1038,7 @@ impl Registry {
             status.failed_attempt = None;
             status.refused_attempt = None;
             status.activated = self.activations.fetch_add(1, Ordering::Relaxed) + 1;
+            status.health = HealthTrack::default();
         }
         let previous = slot.replace(Some(Arc::new(generation)));
         let kind = match &previous {
@@ -1002,6 +1140,11 @@ impl Registry {
                     rate_limited: slot.rate_limited.load(Ordering::Relaxed),
                     in_flight: slot.in_flight.load(Ordering::Acquire),
                     overloaded: slot.overloaded.load(Ordering::Relaxed),
+                    call_timeout: supervision.and_then(|s| s.deadline),
+                    stuck: slot.stuck.load(Ordering::Relaxed),
+                    timeouts: slot.timeouts.load(Ordering::Relaxed),
+                    call_threads: slot.pool.threads(),
+                    health: current.as_ref().and_then(|g| g.manifest.health).map(|_| status.health.report()),
                 }
             })
             .collect()
@@ -1091,7 +1234,7 @@ where
         let current = self.plugin.slot.current.load();
         let generation = current.as_ref().ok_or_else(|| self.plugin.slot.not_active())?;
         if let Some(supervision) = &generation.supervision {
-            return supervised(&self.plugin.slot, generation, supervision, || self.call_on(generation, f));
+            return supervised(&self.plugin.slot, generation, supervision, I::ID, || self.call_on(generation, f));
         }
         self.call_on(generation, f)
     }
@@ -1114,7 +1257,7 @@ where
         let with = || generation.with_resolved::<I, _>(|resolved| resolved.with(&self.plugin, f));
         match &generation.supervision {
             None => with(),
-            Some(supervision) => supervised(&self.plugin.slot, generation, supervision, with),
+            Some(supervision) => supervised(&self.plugin.slot, generation, supervision, I::ID, with),
         }
     }
 
@@ -1160,7 +1303,7 @@ where
         let result = match &generation.supervision {
             None => resolved.call(plugin, &generation, f),
             Some(supervision) => {
-                supervised(&plugin.slot, &generation, supervision, || resolved.call(plugin, &generation, f))
+                supervised(&plugin.slot, &generation, supervision, I::ID, || resolved.call(plugin, &generation, f))
             }
         };
         self.cached.set(Some((generation, resolved)));
@@ -1174,7 +1317,7 @@ where
         let plugin = &self.typed.plugin;
         let result = match &generation.supervision {
             None => resolved.with(plugin, f),
-            Some(supervision) => supervised(&plugin.slot, &generation, supervision, || resolved.with(plugin, f)),
+            Some(supervision) => supervised(&plugin.slot, &generation, supervision, I::ID, || resolved.with(plugin, f)),
         };
         self.cached.set(Some((generation, resolved)));
         result
@@ -1247,7 +1390,7 @@ impl PluginHandle {
         };
         match &generation.supervision {
             None => call(),
-            Some(supervision) => supervised(&self.slot, generation, supervision, call),
+            Some(supervision) => supervised(&self.slot, generation, supervision, method, call),
         }
     }
 
@@ -1406,6 +1549,32 @@ pub enum CallError {
         /// When a probe call may go through.
         retry_at: std::time::Instant,
     },
+    /// The call ran past its deadline: the plugin's supervision deadline (`[limits] call_timeout`; the late
+    /// answer is dropped) or the caller's ([`PluginHandle::call_within`]; the call runs on to its end on a
+    /// plugin thread). A native call cannot be stopped in-process.
+    #[error(
+        "plugin {plugin:?} did not answer {method:?} within {} ms; its answer, if it comes, is dropped",
+        after.as_millis()
+    )]
+    Timeout {
+        /// The plugin.
+        plugin: String,
+        /// The method (for a typed call, the interface id).
+        method: String,
+        /// How long the caller waited, or the call ran.
+        after: Duration,
+    },
+    /// A call with a caller's deadline (or a health check) found all the plugin's own threads busy, with
+    /// calls that have not returned: refused at once, without reaching it.
+    #[error(
+        "plugin {plugin:?} has all {threads} of its call threads busy with calls that have not returned; this call was refused without reaching it, try again later"
+    )]
+    Busy {
+        /// The plugin.
+        plugin: String,
+        /// How many threads it has ([limits] max_concurrent_calls, else 8).
+        threads: u32,
+    },
 }
 
 /// The time left until `at`, as a message gives it.
@@ -1460,6 +1629,7 @@ mod tests {
             (PluginState::Removed, "removed"),
             (PluginState::Retired, "retired"),
             (PluginState::Faulted, "faulted"),
+            (PluginState::Degraded, "degraded"),
         ];
         let ops = include_str!("../../docs/ops.md");
         for (state, text) in states {

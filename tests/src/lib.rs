@@ -789,3 +789,54 @@ pub fn measure(label: &str, command: &Command, limit: Duration) -> Measured {
     );
     measured
 }
+
+/// A FIFO a fixture's `wait` method (or health check) reads: the call hangs until the test releases it.
+#[cfg(unix)]
+pub struct Fifo(PathBuf);
+
+#[cfg(unix)]
+impl Fifo {
+    /// Makes a FIFO at `path`.
+    pub fn new(path: PathBuf) -> Fifo {
+        assert!(Command::new("mkfifo").arg(&path).status().unwrap().success(), "mkfifo {}", path.display());
+        Fifo(path)
+    }
+
+    /// Its path, as the fixture's JSON input takes it.
+    pub fn path(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+
+    /// Lets the readers go until `done` says they all have (at most 30 s): a writer opening the FIFO and
+    /// closing it lets the calls reading it return. Opened without blocking, so that a call not yet reading is
+    /// met by the next writer.
+    pub fn release_until(&self, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "the calls waiting on {} never returned", self.0.display());
+            self.release_once();
+            std::thread::yield_now();
+        }
+    }
+
+    /// Lets the readers reading now go (none, if none reads).
+    pub fn release_once(&self) {
+        let mut writer = fs::OpenOptions::new();
+        std::os::unix::fs::OpenOptionsExt::custom_flags(writer.write(true), nix::fcntl::OFlag::O_NONBLOCK.bits());
+        drop(writer.open(&self.0));
+    }
+}
+
+/// Waits (at most 30 s, yielding) until `ready` holds; panics with `what` otherwise.
+pub fn wait_until(what: &str, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        std::thread::yield_now();
+    }
+}
+
+/// The status of `plugin` on `host`.
+pub fn status_of(host: &Host, plugin: &str) -> berth::PluginStatus {
+    host.plugins().into_iter().find(|s| s.name.as_str() == plugin).unwrap_or_else(|| panic!("{plugin} is not known"))
+}

@@ -251,6 +251,8 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
         return running::run_host(config, call.as_deref(), *every, *json);
     }
     let host = Host::new(config).map_err(|e| e.to_string())?;
+    // Deadlines and health checks are watched from the first load on, as in `berth run`.
+    let _supervisor = berth_runtime::Supervisor::start(&host).map_err(|e| format!("cannot start supervision: {e}"))?;
     let report = host.load_all();
     match &cli.command {
         Command::List { json } => list::list(&host, &report, *json),

@@ -10,6 +10,7 @@ mod install;
 mod plugins;
 mod refusals;
 mod reload;
+mod supervision;
 mod tidy;
 mod trust;
 mod typed;

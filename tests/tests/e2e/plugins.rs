@@ -241,22 +241,16 @@ fn a_bulkhead_refuses_calls_beyond_its_limit_at_once_and_other_plugins_go_on() {
     berth_tests::append_to_manifest(&manifest, "[limits]\nmax_concurrent_calls = 2\n");
     let host = Arc::new(layout.host());
     assert!(host.load_all().failures.is_empty());
-    let fifo = layout.data().with_file_name("hang.fifo");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
-    assert!(made.success());
+    let fifo = berth_tests::Fifo::new(layout.data().with_file_name("hang.fifo"));
 
     let hung: Vec<_> = (0..2)
         .map(|_| {
-            let (host, fifo) = (Arc::clone(&host), fifo.to_string_lossy().into_owned());
+            let (host, fifo) = (Arc::clone(&host), fifo.path());
             thread::spawn(move || host.plugin("misbehaving").unwrap().call_json::<_, String>("wait", &fifo))
         })
         .collect();
-    let status = || host.plugins().into_iter().find(|s| s.name.as_str() == "misbehaving").unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while status().in_flight < 2 {
-        assert!(std::time::Instant::now() < deadline, "the two calls never got in flight: {:?}", status());
-        thread::yield_now();
-    }
+    let status = || berth_tests::status_of(&host, "misbehaving");
+    berth_tests::wait_until("the two calls in flight", || status().in_flight == 2);
     let refused = host.plugin("misbehaving").unwrap().call_json::<_, u64>("add", &(1, 2)).unwrap_err();
     assert_eq!(refused, CallError::Overloaded { plugin: "misbehaving".into(), limit: 2 });
     assert!(refused.to_string().contains("([limits] max_concurrent_calls); this call was refused"), "{refused}");
@@ -265,15 +259,7 @@ fn a_bulkhead_refuses_calls_beyond_its_limit_at_once_and_other_plugins_go_on() {
     let full = status();
     assert_eq!((full.max_concurrent_calls, full.in_flight, full.overloaded), (Some(2), 2, 1));
 
-    // A writer opening the FIFO and closing it lets the calls reading it return. Opened without blocking, so
-    // that a call not yet reading is met by the next writer.
-    while hung.iter().any(|call| !call.is_finished()) {
-        assert!(std::time::Instant::now() < deadline, "the hung calls never returned");
-        let mut writer = std::fs::OpenOptions::new();
-        std::os::unix::fs::OpenOptionsExt::custom_flags(writer.write(true), nix::fcntl::OFlag::O_NONBLOCK.bits());
-        drop(writer.open(&fifo));
-        thread::yield_now();
-    }
+    fifo.release_until(|| hung.iter().all(|call| call.is_finished()));
     for call in hung {
         assert_eq!(call.join().unwrap().unwrap(), "done");
     }
@@ -338,10 +324,7 @@ fn the_circuit_breaker_opens_on_failures_refuses_fast_and_closes_on_a_good_probe
     };
     assert_eq!(answer.unwrap(), 3);
     let closed = berth_tests::wait_for(&events, std::time::Duration::from_secs(5), |e| e.kind == EventKind::Recovered);
-    assert_eq!(
-        closed.to_string(),
-        "misbehaving: breaker closed, 0.3.0 (generation 1) serves again: the probe call succeeded"
-    );
+    assert_eq!(closed.to_string(), "misbehaving: recovered, 0.3.0 (generation 1) serves: the probe call succeeded");
     assert_eq!((status().state, status().breaker.map(|b| b.state)), (PluginState::Active, Some("closed")));
 
     // Tripped again, then a reload: the new generation serves with a closed breaker.

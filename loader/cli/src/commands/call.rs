@@ -22,7 +22,7 @@ pub(crate) fn call(host: &Host, plugin: &str, method: &str, input: Option<&str>)
         berth::CallError::UnknownPlugin(_) => format!("{e}; {LIST_HINT}"),
         e => e.to_string(),
     })?;
-    match handle.call(method, input.as_bytes()) {
+    match call_answered(&handle, method, input.as_bytes()) {
         Ok(output) => {
             match String::from_utf8(output) {
                 Ok(text) => say!("{text}"),
@@ -31,6 +31,18 @@ pub(crate) fn call(host: &Host, plugin: &str, method: &str, input: Option<&str>)
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => Err(error.to_string()),
+    }
+}
+
+/// A call by a caller who wants an answer: by the plugin's `call_timeout` as its own deadline, when it has one.
+pub(crate) fn call_answered(
+    handle: &berth::PluginHandle,
+    method: &str,
+    input: &[u8],
+) -> Result<Vec<u8>, berth::CallError> {
+    match handle.call_timeout() {
+        Some(within) => handle.call_within(method, input, within),
+        None => handle.call(method, input),
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use berth::json::EventLine;
 use berth::{Event, Host, HostConfig};
 
+use crate::commands::call::call_answered;
 use crate::output::print_json_line;
 
 /// `berth run`: load, watch, print events (and the answers of `--call`) until Ctrl-C or SIGTERM.
@@ -23,6 +24,7 @@ pub(crate) fn run_host(
         false => say!("event: {event}"),
     };
     let host = std::sync::Arc::new(Host::builder(config).observer(print).build().map_err(|e| e.to_string())?);
+    let supervisor = berth_runtime::Supervisor::start(&host).map_err(|e| format!("cannot start supervision: {e}"))?;
     let report = host.load_all();
     for failure in report.failures.iter().filter(|f| f.plugin.is_none()) {
         match json {
@@ -46,7 +48,7 @@ pub(crate) fn run_host(
         std::thread::spawn(move || {
             loop {
                 // Looked up every time: the plugin may be installed after `run` started.
-                let outcome = host.plugin(&plugin).and_then(|handle| handle.call(&method, input.as_bytes()));
+                let outcome = host.plugin(&plugin).and_then(|handle| call_answered(&handle, &method, input.as_bytes()));
                 match (&outcome, json) {
                     (_, true) => print_json_line(&EventLine::call(&plugin, &method, &outcome)),
                     (Ok(output), false) => say!("call {plugin} {method}: {}", String::from_utf8_lossy(output)),
@@ -77,6 +79,7 @@ pub(crate) fn run_host(
     }
     host_line("stopping", "stopping");
     drop(watcher);
+    drop(supervisor);
     host.shutdown();
     host_line("stopped", "stopped");
     Ok(ExitCode::SUCCESS)

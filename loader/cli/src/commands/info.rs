@@ -65,6 +65,30 @@ pub(crate) fn info(host: &Host, report: &LoadReport, target: &str, json: bool) -
                 }
             }
         }
+        if let Some(timeout) = status.call_timeout {
+            say!(
+                "deadline:   call_timeout {} ms; {} stuck past it now; {} timed out",
+                timeout.as_millis(),
+                status.stuck,
+                status.timeouts
+            );
+        } else if status.timeouts > 0 {
+            say!("deadline:   none; {} timed out (callers' deadlines)", status.timeouts);
+        }
+        if let Some(report) = &status.health {
+            say!(
+                "checks:     {} failed in a row; the latest {} of {}:",
+                report.failing,
+                report.history.len().min(5),
+                report.history.len()
+            );
+            for check in report.history.iter().rev().take(5) {
+                let at = check.at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                let outcome = if check.passed { "passed" } else { "failed" };
+                let detail = if check.detail.is_empty() { String::new() } else { format!(": {}", check.detail) };
+                say!("            {outcome} in {} ms at unix {} s{detail}", check.took.as_millis(), at.as_secs());
+            }
+        }
         say!("sha256:     {sha256}");
         print_library(library);
         if let Some(trust) = &status.trust {

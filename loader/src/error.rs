@@ -509,9 +509,11 @@ pub enum LoadError {
         /// The plugin's message.
         message: String,
     },
-    /// The manifest's `[limits]` cannot be applied by this host.
-    #[error("[limits]: {reason}")]
+    /// The manifest's `[limits]` or `[health]` cannot be applied by this host.
+    #[error("{table}: {reason}")]
     Limits {
+        /// The table: `[limits]` or `[health]`.
+        table: &'static str,
         /// What is wrong and what to do.
         reason: String,
     },
@@ -724,9 +726,26 @@ mod tests {
             },
             dependency(DependencyProblem::WaitsOnCycle { members: vec![name("b"), name("c"), name("a"), name("b")] }),
         ];
+        let limits = ["burst = 1", "call_timeout = \"0ms\""]
+            .into_iter()
+            .map(|limits| format!("[limits]\n{limits}\n"))
+            .chain(
+                ["[health]\ninterval = \"1ms\"\n", "[health]\ninterval = \"1s\"\ntimeout = \"0ms\"\n"]
+                    .map(String::from),
+            )
+            .filter_map(|table| {
+                let text = format!(
+                    "name = \"demo\"\nversion = \"1.0.0\"\napi = \"^1.0\"\n[library]\nlinux = \"l.so\"\n{table}"
+                );
+                let manifest = crate::manifest::Manifest::parse(std::path::Path::new("demo.toml"), &text).ok()?;
+                crate::registry::Supervision::of(&manifest, None).err().map(|refusal| refusal.to_string())
+            })
+            .collect::<Vec<_>>();
+        assert_eq!(limits.len(), 4, "each limit refused: {limits:?}");
         let installs =
             [InstallError::NoPluginDir { dir: p("<dir>") }, InstallError::NotADirectory { path: p("<dir>/<name>") }];
-        let messages = refusals.iter().map(ToString::to_string).chain(installs.iter().map(ToString::to_string));
+        let messages =
+            refusals.iter().map(ToString::to_string).chain(installs.iter().map(ToString::to_string)).chain(limits);
         let missing: Vec<String> = messages.filter(|message| !ops.contains(message.as_str())).collect();
         assert!(missing.is_empty(), "docs/ops.md does not quote these messages as the code writes them:\n{missing:#?}");
     }

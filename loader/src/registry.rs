@@ -529,7 +529,8 @@ impl Supervision {
         call_timeout: Option<Duration>,
     ) -> Result<Option<Box<Supervision>>, LoadError> {
         let limits = &manifest.limits;
-        let refuse = |reason: &str| Err(LoadError::Limits { reason: reason.to_owned() });
+        let refuse = |reason: &str| Err(LoadError::Limits { table: "[limits]", reason: reason.to_owned() });
+        let refuse_health = |reason: &str| Err(LoadError::Limits { table: "[health]", reason: reason.to_owned() });
         if limits.burst.is_some() && limits.calls_per_second.is_none() {
             return refuse("burst applies to calls_per_second, which is not set; set the rate too, or remove burst");
         }
@@ -539,10 +540,10 @@ impl Supervision {
         }
         if let Some(checks) = &manifest.health {
             if checks.interval < Duration::from_millis(10) {
-                return refuse("[health] interval must be at least 10ms; raise it, or remove [health]");
+                return refuse_health("interval must be at least 10ms; raise it, or remove [health]");
             }
             if checks.timeout < Duration::from_millis(1) {
-                return refuse("[health] timeout must be at least 1ms; raise it, or remove it for the default (1s)");
+                return refuse_health("timeout must be at least 1ms; raise it, or remove it for the default (1s)");
             }
         }
         #[cfg(not(feature = "rate-limit"))]

@@ -7,8 +7,7 @@
 //! read-modify-write per call.
 #![forbid(unsafe_code)]
 
-use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -55,6 +54,8 @@ struct Entry {
     /// Coarse milliseconds.
     started: AtomicU64,
     timeout: AtomicU64,
+    /// An interned name's id, or [`COPIED`].
+    name_id: AtomicU32,
     name_len: AtomicUsize,
     name: [AtomicU64; NAME_BYTES / 8],
 }
@@ -83,16 +84,40 @@ thread_local! {
     };
 }
 
-/// A call being watched, from [`enter`] to [`Watched::finish`], on the thread that made it.
-pub(crate) struct Watched {
-    /// The entry, when the call is not nested too deep (or made while the thread is exiting).
-    index: Option<usize>,
-    sequence: u64,
-    started: u64,
-    timeout: Duration,
-    left: bool,
-    /// Stays on its thread: the record is that thread's.
-    _thread: PhantomData<*const ()>,
+/// What a watched call is named by: a method (copied into the record, up to [`NAME_BYTES`]), or an interface
+/// (its id interned once per handle, so that a typed call stores one number).
+#[derive(Clone, Copy)]
+pub(crate) enum Name<'a> {
+    Method(&'a str),
+    Interface { id: u32, text: &'static str },
+}
+
+impl Name<'_> {
+    pub(crate) fn text(&self) -> &str {
+        match self {
+            Name::Method(text) => text,
+            Name::Interface { text, .. } => text,
+        }
+    }
+}
+
+/// An entry's `name_id` when the name is copied into the entry.
+const COPIED: u32 = u32::MAX;
+
+/// The interned names (interface ids), by id.
+fn interned() -> &'static Mutex<Vec<&'static str>> {
+    static NAMES: OnceLock<Mutex<Vec<&'static str>>> = OnceLock::new();
+    NAMES.get_or_init(Mutex::default)
+}
+
+/// The id of `name` (an interface id), interned on first use.
+pub(crate) fn intern(name: &'static str) -> u32 {
+    let mut names = interned().lock().unwrap_or_else(|e| e.into_inner());
+    let at = names.iter().position(|known| *known == name).unwrap_or_else(|| {
+        names.push(name);
+        names.len() - 1
+    });
+    u32::try_from(at).unwrap_or(COPIED)
 }
 
 /// How a watched call ended.
@@ -103,66 +128,97 @@ pub(crate) enum Outcome {
     Overran { after: Duration, counted: bool },
 }
 
-/// Starts watching a call of `name` to `slot` (its address) on `generation`, with `timeout`.
+/// Runs `call` (named `name`, to `slot` (its address) on `generation`) watched against `timeout`: recorded in
+/// this thread's calls in flight while it runs. Returns its result and whether it overran.
 #[inline]
-pub(crate) fn enter(slot: usize, generation: u64, timeout: Duration, name: &str) -> Watched {
+pub(crate) fn watch<R>(
+    slot: usize,
+    generation: u64,
+    timeout: Duration,
+    name: Name<'_>,
+    call: impl FnOnce() -> R,
+) -> (R, Outcome) {
     let started = coarse_now();
-    let (index, sequence) = CALLS
-        .try_with(|calls| {
-            let depth = calls.depth.load(Ordering::Relaxed);
-            calls.depth.store(depth + 1, Ordering::Relaxed);
-            let sequence = calls.sequence.load(Ordering::Relaxed) + 1;
-            calls.sequence.store(sequence, Ordering::Relaxed);
-            let index = (depth < DEPTH).then_some(depth);
-            if let Some(entry) = index.map(|i| &calls.entries[i]) {
-                entry.slot.store(slot, Ordering::Relaxed);
-                entry.generation.store(generation, Ordering::Relaxed);
-                entry.started.store(started, Ordering::Relaxed);
-                entry.timeout.store(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
-                let bytes = &name.as_bytes()[..name.len().min(NAME_BYTES)];
-                entry.name_len.store(bytes.len(), Ordering::Relaxed);
-                for (word, chunk) in entry.name.iter().zip(bytes.chunks(8)) {
-                    let mut padded = [0u8; 8];
-                    padded[..chunk.len()].copy_from_slice(chunk);
-                    word.store(u64::from_le_bytes(padded), Ordering::Relaxed);
-                }
-                entry.flag.store(sequence << 2 | IN_FLIGHT, Ordering::Release);
-            }
-            (index, sequence)
-        })
-        .unwrap_or((None, 0));
-    Watched { index, sequence, started, timeout, left: false, _thread: PhantomData }
+    let mut call = Some(call);
+    let watched = CALLS.try_with(|calls| {
+        let Some(call) = call.take() else { unreachable!("taken once") };
+        let leave = calls.enter(slot, generation, started, timeout, name);
+        let result = call();
+        (result, leave.finish(started, timeout))
+    });
+    match (watched, call.take()) {
+        (Ok(watched), _) => watched,
+        // The thread is exiting (its record is gone): the call runs unwatched.
+        (Err(_), Some(call)) => (call(), Outcome::InTime),
+        (Err(_), None) => unreachable!("try_with runs its closure only when it returns Ok"),
+    }
 }
 
-impl Watched {
-    /// Stops watching: whether the call overran its deadline, and whether the supervisor counted it.
+impl Calls {
     #[inline]
-    pub(crate) fn finish(mut self) -> Outcome {
+    fn enter(&self, slot: usize, generation: u64, started: u64, timeout: Duration, name: Name<'_>) -> Leave<'_> {
+        let depth = self.depth.load(Ordering::Relaxed);
+        self.depth.store(depth + 1, Ordering::Relaxed);
+        let sequence = self.sequence.load(Ordering::Relaxed) + 1;
+        self.sequence.store(sequence, Ordering::Relaxed);
+        let entry = self.entries.get(depth);
+        if let Some(entry) = entry {
+            entry.slot.store(slot, Ordering::Relaxed);
+            entry.generation.store(generation, Ordering::Relaxed);
+            entry.started.store(started, Ordering::Relaxed);
+            entry.timeout.store(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            match name {
+                Name::Interface { id, .. } => entry.name_id.store(id, Ordering::Relaxed),
+                Name::Method(text) => {
+                    entry.name_id.store(COPIED, Ordering::Relaxed);
+                    let bytes = &text.as_bytes()[..text.len().min(NAME_BYTES)];
+                    entry.name_len.store(bytes.len(), Ordering::Relaxed);
+                    for (word, chunk) in entry.name.iter().zip(bytes.chunks(8)) {
+                        let mut padded = [0u8; 8];
+                        padded[..chunk.len()].copy_from_slice(chunk);
+                        word.store(u64::from_le_bytes(padded), Ordering::Relaxed);
+                    }
+                }
+            }
+            entry.flag.store(sequence << 2 | IN_FLIGHT, Ordering::Release);
+        }
+        Leave { calls: self, entry, sequence, left: false }
+    }
+}
+
+/// A watched call's way out of its thread's record; on unwinding (a panic in the caller's closure) too.
+struct Leave<'a> {
+    calls: &'a Calls,
+    entry: Option<&'a Entry>,
+    sequence: u64,
+    left: bool,
+}
+
+impl Leave<'_> {
+    /// Whether the call overran, and whether the supervisor counted it.
+    #[inline]
+    fn finish(mut self, started: u64, timeout: Duration) -> Outcome {
         let counted = self.leave();
-        let elapsed = Duration::from_millis(coarse_now().saturating_sub(self.started));
-        if counted || elapsed > self.timeout {
-            Outcome::Overran { after: elapsed.max(self.timeout), counted }
+        let elapsed = Duration::from_millis(coarse_now().saturating_sub(started));
+        if counted || elapsed > timeout {
+            Outcome::Overran { after: elapsed.max(timeout), counted }
         } else {
             Outcome::InTime
         }
     }
 
     /// Marks the call returned; true when the supervisor had flagged it overran.
+    #[inline]
     fn leave(&mut self) -> bool {
         self.left = true;
-        let (index, sequence) = (self.index, self.sequence);
-        CALLS
-            .try_with(|calls| {
-                calls.depth.store(calls.depth.load(Ordering::Relaxed).saturating_sub(1), Ordering::Relaxed);
-                let Some(entry) = index.map(|i| &calls.entries[i]) else { return false };
-                entry.flag.swap(sequence << 2 | RETURNED, Ordering::AcqRel) & 3 == OVERRAN
-            })
-            .unwrap_or(false)
+        let depth = self.calls.depth.load(Ordering::Relaxed);
+        self.calls.depth.store(depth.saturating_sub(1), Ordering::Relaxed);
+        // The one read-modify-write: it decides, against the supervisor's exchange, who counts an overrun.
+        self.entry.is_some_and(|entry| entry.flag.swap(self.sequence << 2 | RETURNED, Ordering::AcqRel) & 3 == OVERRAN)
     }
 }
 
-impl Drop for Watched {
-    /// A call unwinding (a panic in the caller's closure): the record is left as if it returned.
+impl Drop for Leave<'_> {
     fn drop(&mut self) {
         if !self.left {
             self.leave();
@@ -230,6 +286,11 @@ pub(crate) fn scan(ours: impl Fn(usize) -> bool) -> (Vec<Overrun>, Vec<usize>) {
 }
 
 fn name_of(entry: &Entry) -> String {
+    let id = entry.name_id.load(Ordering::Relaxed);
+    if id != COPIED {
+        let names = interned().lock().unwrap_or_else(|e| e.into_inner());
+        return names.get(id as usize).map_or_else(|| "an interface".to_owned(), |name| (*name).to_owned());
+    }
     let len = entry.name_len.load(Ordering::Relaxed).min(NAME_BYTES);
     let bytes: Vec<u8> = entry.name.iter().flat_map(|word| word.load(Ordering::Relaxed).to_le_bytes()).collect();
     String::from_utf8_lossy(&bytes[..len]).into_owned()
@@ -243,29 +304,42 @@ mod tests {
     fn a_call_past_its_deadline_is_flagged_once_and_its_thread_learns_it_when_it_returns() {
         advance_clock();
         let slot = 0x5eed_usize;
-        let watched = enter(slot, 7, Duration::ZERO, "a method with a long name that is cut");
-        CLOCK.fetch_add(5, Ordering::Relaxed);
+        let name = Name::Method("a method with a long name that is cut");
+        let (_, outcome) = watch(slot, 7, Duration::ZERO, name, || {
+            CLOCK.fetch_add(5, Ordering::Relaxed);
+            scan_and_check(slot);
+        });
+        assert!(matches!(outcome, Outcome::Overran { counted: true, .. }));
+        assert!(!scan(|other| other == slot).1.contains(&slot), "no longer stuck once returned");
+    }
+
+    /// Run inside a call to `slot` that has overrun.
+    fn scan_and_check(slot: usize) {
         let (overruns, stuck) = scan_at_least(5, slot);
         let mine: Vec<&Overrun> = overruns.iter().filter(|o| o.slot == slot).collect();
         assert_eq!(mine.len(), 1, "flagged once");
         assert_eq!((mine[0].generation, mine[0].method.as_str()), (7, "a method with a long name that i"));
+        assert_eq!(intern("test.interface/1"), intern("test.interface/1"), "interned once");
         assert!(stuck.contains(&slot));
         let (again, still) = scan_at_least(5, slot);
         assert!(again.iter().all(|o| o.slot != slot), "not flagged twice");
         assert!(still.contains(&slot), "still counted stuck while it runs");
-        assert!(matches!(watched.finish(), Outcome::Overran { counted: true, .. }));
-        assert!(!scan(|other| other == slot).1.contains(&slot), "no longer stuck once returned");
     }
 
     #[test]
     fn a_call_within_its_deadline_is_not_flagged_and_nesting_restores_the_depth() {
         let slot = 0xfeed_usize;
-        let outer = enter(slot, 1, Duration::from_secs(3600), "outer");
-        let inner = enter(slot, 1, Duration::from_secs(3600), "inner");
-        assert!(scan(|other| other == slot).0.is_empty());
-        assert!(scan(|_| false).0.is_empty(), "another host's scan sees none of them");
-        assert!(matches!(inner.finish(), Outcome::InTime));
-        assert!(matches!(outer.finish(), Outcome::InTime));
+        let hour = Duration::from_secs(3600);
+        let interface = Name::Interface { id: intern("test.interface/1"), text: "test.interface/1" };
+        let (inner, outer) = watch(slot, 1, hour, Name::Method("outer"), || {
+            watch(slot, 1, hour, interface, || {
+                CALLS.with(|calls| assert_eq!(calls.depth.load(Ordering::Relaxed), 2));
+                assert!(scan(|other| other == slot).0.is_empty());
+                assert!(scan(|_| false).0.is_empty(), "another host's scan sees none of them");
+            })
+            .1
+        });
+        assert!(matches!((inner, outer), (Outcome::InTime, Outcome::InTime)));
         CALLS.with(|calls| assert_eq!(calls.depth.load(Ordering::Relaxed), 0));
     }
 

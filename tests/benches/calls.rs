@@ -8,8 +8,12 @@
 //!   `PluginHandle::call("add", 16 bytes)`.
 //! - `payload/*/{1024,65536}`: the generic call `echo` (bytes in, the same bytes out) against a local
 //!   `dyn Trait` doing the same copy.
-//! - `supervised/*` and `breaker/*`: the trivial calls on a plugin with a bulkhead, a rate limit and a breaker
-//!   (limits no call reaches), and with a breaker alone: the price of supervision against `trivial/*`.
+//! - `supervision/<what>/{typed-local,typed,generic}`: the trivial calls on a plugin whose manifest turns
+//!   supervision on, with limits no call reaches (`deadline`: a `call_timeout` and a breaker, the supervisor
+//!   running; `bulkhead`; `rate`), against `trivial/*`; and `supervision-threads/<what>/{1,8}`, `typed-local`
+//!   from 1 and 8 threads (CPU time per call, as `threads/*`).
+//! - `caller-deadline/{generic,typed}`: the trivial calls with a caller's deadline (`call_within`): the hop to
+//!   the plugin's thread and back.
 //! - `threads/*/{1,2,8}`: the trivial typed call from 1, 2 and 8 threads at once: `typed` through one shared
 //!   [`berth::Typed`], `typed-local` through a [`berth::LocalTyped`] per thread. The time reported is CPU time per call (wall time x busy cores / calls): equal to the one-thread
 //!   figure when calls do not serialise.
@@ -191,14 +195,20 @@ fn threads(c: &mut Criterion, loaded: &Loaded) {
     group.finish();
 }
 
-/// The trivial calls again, on a plugin whose manifest turns supervision on, with limits no call reaches:
-/// `supervised/*` with a bulkhead, a rate limit and a breaker; `breaker/*` with the breaker alone. Against
-/// `trivial/*`, the price of supervision per call.
+/// What `supervision/*` turns on, by name: manifest tables with limits no call reaches.
+const SUPERVISION: [(&str, &str); 3] = [
+    ("deadline", "[limits]\ncall_timeout = \"1h\"\n[breaker]\nfailures = 1000\n"),
+    ("bulkhead", "[limits]\nmax_concurrent_calls = 1000000\n"),
+    ("rate", "[limits]\ncalls_per_second = 4000000000\n"),
+];
+
+/// The trivial calls again, on a plugin whose manifest turns supervision on (see [`SUPERVISION`]), with the
+/// supervisor's passes running: against `trivial/*`, the price of supervision per call, on 1 and 8 threads.
 fn supervised(c: &mut Criterion) {
-    let all = "[limits]\nmax_concurrent_calls = 1000000\ncalls_per_second = 4000000000\n[breaker]\nfailures = 1000\n";
-    for (name, tables) in [("supervised", all), ("breaker", "[breaker]\nfailures = 1000\n")] {
+    for (name, tables) in SUPERVISION {
         let loaded = loaded_with(tables);
-        let mut group = c.benchmark_group(name);
+        let _supervisor = berth_runtime::Supervisor::start(&loaded._host).unwrap();
+        let mut group = c.benchmark_group(format!("supervision/{name}"));
         let typed: Typed<MathV1> = loaded.plugin.typed::<MathV1>();
         group.bench_function("typed", |b| b.iter(|| typed.call(|math| math.add(black_box(40), black_box(2))).unwrap()));
         let local = typed.local();
@@ -208,7 +218,35 @@ fn supervised(c: &mut Criterion) {
         let input: Vec<u8> = [40u64, 2].iter().flat_map(|v| v.to_le_bytes()).collect();
         group.bench_function("generic", |b| b.iter(|| loaded.plugin.call("add", black_box(&input)).unwrap()));
         group.finish();
+        let mut group = c.benchmark_group(format!("supervision-threads/{name}"));
+        for threads in [1usize, 8] {
+            group.bench_function(BenchmarkId::from_parameter(threads), |b| {
+                b.iter_custom(|iters| {
+                    on_threads(threads, iters, || {
+                        let local = typed.local();
+                        move || {
+                            black_box(local.call(|math| math.add(black_box(40), black_box(2))).unwrap());
+                        }
+                    })
+                })
+            });
+        }
+        group.finish();
     }
+}
+
+/// The trivial calls with a caller's deadline: the hop to one of the plugin's threads and back.
+fn caller_deadline(c: &mut Criterion, loaded: &Loaded) {
+    let mut group = c.benchmark_group("caller-deadline");
+    let within = Duration::from_secs(10);
+    let input: Vec<u8> = [40u64, 2].iter().flat_map(|v| v.to_le_bytes()).collect();
+    group
+        .bench_function("generic", |b| b.iter(|| loaded.plugin.call_within("add", black_box(&input), within).unwrap()));
+    let typed: Typed<MathV1> = loaded.plugin.typed::<MathV1>();
+    group.bench_function("typed", |b| {
+        b.iter(|| typed.call_within(within, |math| math.add(black_box(40), black_box(2))).unwrap())
+    });
+    group.finish();
 }
 
 fn calls(c: &mut Criterion) {
@@ -216,6 +254,7 @@ fn calls(c: &mut Criterion) {
     trivial(c, &loaded);
     payload(c, &loaded);
     threads(c, &loaded);
+    caller_deadline(c, &loaded);
     supervised(c);
 }
 

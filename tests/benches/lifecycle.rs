@@ -16,6 +16,9 @@
 //! - `memory`: a child process reloads the plugin 50 times (`Host::load_all` after each new build, every build
 //!   written out before the first reading); resident and mapped memory added per retired generation, read
 //!   from `/proc/self/status` (Linux only). Three child processes, three samples.
+//! - `deadline`: how late `CallError::Timeout` reaches a caller with a deadline of its own
+//!   (`PluginHandle::call_within`, 2 ms) whose call hangs (the misbehaving fixture's `wait`, released after
+//!   each sample): the time past the deadline, in µs, 500 samples (100 with `--quick`). Unix only.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -72,6 +75,10 @@ fn main() {
     }
     if wanted("memory") {
         figures.extend(memory());
+    }
+    #[cfg(unix)]
+    if wanted("deadline") {
+        figures.extend(deadline(quick));
     }
     let out = berth_tests::root().join("target").join("berth-bench");
     fs::create_dir_all(&out).unwrap();
@@ -302,4 +309,30 @@ fn child_memory(plugins: &Path) {
     let file = fs::metadata(&target).unwrap().len() as f64 / 1024.0;
     let per = |before: f64, after: f64| (after - before) / GENERATIONS as f64;
     println!("{} {} {}", per(rss_before, rss_after), per(size_before, size_after), file);
+}
+
+/// `deadline`: lateness of the caller's timeout past its deadline.
+#[cfg(unix)]
+fn deadline(quick: bool) -> Vec<Value> {
+    let layout = Layout::new();
+    let dir = layout.add_misbehaving("ok");
+    // Counted in flight, so that each sample waits until its hung call has returned.
+    berth_tests::append_to_manifest(&dir.join("misbehaving.toml"), "[limits]\nmax_concurrent_calls = 8\n");
+    let host = layout.host();
+    assert!(host.load_all().failures.is_empty());
+    let plugin = host.plugin("misbehaving").unwrap();
+    let fifo = berth_tests::Fifo::new(layout.data().with_file_name("hang.fifo"));
+    let input = serde_json::to_vec(&fifo.path()).unwrap();
+    let within = Duration::from_millis(2);
+    let samples: Vec<f64> = (0..if quick { 100 } else { 500 })
+        .map(|_| {
+            let started = Instant::now();
+            let outcome = plugin.call_within("wait", &input, within);
+            let late = started.elapsed().saturating_sub(within);
+            assert!(matches!(outcome, Err(berth::CallError::Timeout { .. })), "{outcome:?}");
+            fifo.release_until(|| berth_tests::status_of(&host, "misbehaving").in_flight == 0);
+            late.as_secs_f64() * 1e6
+        })
+        .collect();
+    vec![figure("deadline/timeout-late", "µs", samples)]
 }

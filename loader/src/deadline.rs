@@ -4,11 +4,15 @@
 //! A call cannot be stopped in-process; what this gives is knowing. Cost: a call with a deadline writes a
 //! record of its own thread (a few stores and one uncontended swap on a line no other caller writes) and reads
 //! the coarse clock, a shared word written only by the supervisor's pass. No lock, no allocation, no shared
-//! read-modify-write per call.
+//! read-modify-write per call. A thread finds its record through a constant thread-local (no lazy check);
+//! records are made once and handed to a new thread when the thread that had one ends, so there are never
+//! more than the threads that ever called at once.
 #![forbid(unsafe_code)]
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How deep calls may nest on one thread (a plugin call made inside another's closure) and still be watched;
@@ -32,8 +36,23 @@ pub(crate) fn advance_clock() -> u64 {
     CLOCK.fetch_max(now, Ordering::Relaxed).max(now)
 }
 
+#[inline]
 fn coarse_now() -> u64 {
     CLOCK.load(Ordering::Relaxed)
+}
+
+/// A deadline in whole milliseconds (at least 1), as records keep it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timeout(u64);
+
+impl Timeout {
+    pub(crate) fn new(timeout: Duration) -> Timeout {
+        Timeout(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(crate) fn duration(self) -> Duration {
+        Duration::from_millis(self.0)
+    }
 }
 
 /// A call's flag: its sequence number, shifted, and what became of it.
@@ -66,22 +85,61 @@ struct Calls {
     entries: [Entry; DEPTH],
     depth: AtomicUsize,
     sequence: AtomicU64,
+    /// A thread holds it.
+    in_use: AtomicBool,
 }
 
-/// Every thread's record that is still alive.
-fn records() -> &'static Mutex<Vec<Weak<Calls>>> {
-    static RECORDS: OnceLock<Mutex<Vec<Weak<Calls>>>> = OnceLock::new();
+/// Every record ever made (each made once, kept for the process's life, reused across threads).
+fn records() -> &'static Mutex<Vec<&'static Calls>> {
+    static RECORDS: OnceLock<Mutex<Vec<&'static Calls>>> = OnceLock::new();
     RECORDS.get_or_init(Mutex::default)
 }
 
 thread_local! {
-    static CALLS: Arc<Calls> = {
-        let calls = Arc::new(Calls::default());
-        let mut records = records().lock().unwrap_or_else(|e| e.into_inner());
-        records.retain(|record| record.strong_count() > 0);
-        records.push(Arc::downgrade(&calls));
-        calls
-    };
+    /// This thread's record, once it has one: constant-initialised, so reading it is one load.
+    static CALLS: Cell<Option<&'static Calls>> = const { Cell::new(None) };
+    /// Gives the record back when the thread ends.
+    static HOLDER: Holder = const { Holder(Cell::new(None)) };
+}
+
+struct Holder(Cell<Option<&'static Calls>>);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = CALLS.try_with(|calls| calls.set(None));
+        if let Some(calls) = self.0.take() {
+            calls.depth.store(0, Ordering::Relaxed);
+            calls.in_use.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// This thread's record; `None` while the thread is ending.
+#[inline]
+fn calls() -> Option<&'static Calls> {
+    CALLS.with(Cell::get).or_else(register)
+}
+
+/// Takes a free record (or makes one) for this thread.
+#[cold]
+fn register() -> Option<&'static Calls> {
+    let mut records = records().lock().unwrap_or_else(|e| e.into_inner());
+    let free = records
+        .iter()
+        .copied()
+        .find(|calls| calls.in_use.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok());
+    let calls = free.unwrap_or_else(|| {
+        let made: &'static Calls = Box::leak(Box::new(Calls { in_use: AtomicBool::new(true), ..Calls::default() }));
+        records.push(made);
+        made
+    });
+    if HOLDER.try_with(|holder| holder.0.set(Some(calls))).is_err() {
+        // The thread is ending: nothing will give it back, so it is not taken.
+        calls.in_use.store(false, Ordering::Release);
+        return None;
+    }
+    CALLS.with(|cell| cell.set(Some(calls)));
+    Some(calls)
 }
 
 /// What a watched call is named by: a method (copied into the record, up to [`NAME_BYTES`]), or an interface
@@ -128,80 +186,63 @@ pub(crate) enum Outcome {
     Overran { after: Duration, counted: bool },
 }
 
-/// Runs `call` (named `name`, to `slot` (its address) on `generation`) watched against `timeout`: recorded in
-/// this thread's calls in flight while it runs. Returns its result and whether it overran.
+/// Starts watching a call (named `name`, to `slot` (its address) on `generation`) against `timeout`:
+/// recorded in this thread's calls in flight until [`Watched::finish`] (or until it is dropped, unwinding).
 #[inline]
-pub(crate) fn watch<R>(
-    slot: usize,
-    generation: u64,
-    timeout: Duration,
-    name: Name<'_>,
-    call: impl FnOnce() -> R,
-) -> (R, Outcome) {
+pub(crate) fn enter(slot: usize, generation: u64, timeout: Timeout, name: Name<'_>) -> Watched {
     let started = coarse_now();
-    let mut call = Some(call);
-    let watched = CALLS.try_with(|calls| {
-        let Some(call) = call.take() else { unreachable!("taken once") };
-        let leave = calls.enter(slot, generation, started, timeout, name);
-        let result = call();
-        (result, leave.finish(started, timeout))
-    });
-    match (watched, call.take()) {
-        (Ok(watched), _) => watched,
-        // The thread is exiting (its record is gone): the call runs unwatched.
-        (Err(_), Some(call)) => (call(), Outcome::InTime),
-        (Err(_), None) => unreachable!("try_with runs its closure only when it returns Ok"),
-    }
-}
-
-impl Calls {
-    #[inline]
-    fn enter(&self, slot: usize, generation: u64, started: u64, timeout: Duration, name: Name<'_>) -> Leave<'_> {
-        let depth = self.depth.load(Ordering::Relaxed);
-        self.depth.store(depth + 1, Ordering::Relaxed);
-        let sequence = self.sequence.load(Ordering::Relaxed) + 1;
-        self.sequence.store(sequence, Ordering::Relaxed);
-        let entry = self.entries.get(depth);
-        if let Some(entry) = entry {
-            entry.slot.store(slot, Ordering::Relaxed);
-            entry.generation.store(generation, Ordering::Relaxed);
-            entry.started.store(started, Ordering::Relaxed);
-            entry.timeout.store(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
-            match name {
-                Name::Interface { id, .. } => entry.name_id.store(id, Ordering::Relaxed),
-                Name::Method(text) => {
-                    entry.name_id.store(COPIED, Ordering::Relaxed);
-                    let bytes = &text.as_bytes()[..text.len().min(NAME_BYTES)];
-                    entry.name_len.store(bytes.len(), Ordering::Relaxed);
-                    for (word, chunk) in entry.name.iter().zip(bytes.chunks(8)) {
-                        let mut padded = [0u8; 8];
-                        padded[..chunk.len()].copy_from_slice(chunk);
-                        word.store(u64::from_le_bytes(padded), Ordering::Relaxed);
-                    }
+    let Some(calls) = calls() else {
+        return Watched { calls: None, entry: None, sequence: 0, started, timeout, left: true, _thread: PhantomData };
+    };
+    let depth = calls.depth.load(Ordering::Relaxed);
+    calls.depth.store(depth + 1, Ordering::Relaxed);
+    let sequence = calls.sequence.load(Ordering::Relaxed) + 1;
+    calls.sequence.store(sequence, Ordering::Relaxed);
+    let entry = calls.entries.get(depth);
+    if let Some(entry) = entry {
+        entry.slot.store(slot, Ordering::Relaxed);
+        entry.generation.store(generation, Ordering::Relaxed);
+        entry.started.store(started, Ordering::Relaxed);
+        entry.timeout.store(timeout.0, Ordering::Relaxed);
+        match name {
+            Name::Interface { id, .. } => entry.name_id.store(id, Ordering::Relaxed),
+            Name::Method(text) => {
+                entry.name_id.store(COPIED, Ordering::Relaxed);
+                let bytes = &text.as_bytes()[..text.len().min(NAME_BYTES)];
+                entry.name_len.store(bytes.len(), Ordering::Relaxed);
+                for (word, chunk) in entry.name.iter().zip(bytes.chunks(8)) {
+                    let mut padded = [0u8; 8];
+                    padded[..chunk.len()].copy_from_slice(chunk);
+                    word.store(u64::from_le_bytes(padded), Ordering::Relaxed);
                 }
             }
-            entry.flag.store(sequence << 2 | IN_FLIGHT, Ordering::Release);
         }
-        Leave { calls: self, entry, sequence, left: false }
+        entry.flag.store(sequence << 2 | IN_FLIGHT, Ordering::Release);
     }
+    Watched { calls: Some(calls), entry, sequence, started, timeout, left: false, _thread: PhantomData }
 }
 
-/// A watched call's way out of its thread's record; on unwinding (a panic in the caller's closure) too.
-struct Leave<'a> {
-    calls: &'a Calls,
-    entry: Option<&'a Entry>,
+/// A call being watched, from [`enter`] to [`Watched::finish`], on the thread that made it.
+pub(crate) struct Watched {
+    calls: Option<&'static Calls>,
+    /// The entry, when the call is not nested too deep.
+    entry: Option<&'static Entry>,
     sequence: u64,
+    started: u64,
+    timeout: Timeout,
     left: bool,
+    /// Stays on its thread: the record is that thread's.
+    _thread: PhantomData<*const ()>,
 }
 
-impl Leave<'_> {
-    /// Whether the call overran, and whether the supervisor counted it.
+impl Watched {
+    /// Stops watching: whether the call overran its deadline, and whether the supervisor counted it.
     #[inline]
-    fn finish(mut self, started: u64, timeout: Duration) -> Outcome {
+    pub(crate) fn finish(mut self) -> Outcome {
         let counted = self.leave();
-        let elapsed = Duration::from_millis(coarse_now().saturating_sub(started));
-        if counted || elapsed > timeout {
-            Outcome::Overran { after: elapsed.max(timeout), counted }
+        let elapsed = coarse_now().saturating_sub(self.started);
+        if counted || elapsed > self.timeout.0 {
+            Outcome::Overran { after: Duration::from_millis(elapsed.max(self.timeout.0)), counted }
         } else {
             Outcome::InTime
         }
@@ -211,14 +252,16 @@ impl Leave<'_> {
     #[inline]
     fn leave(&mut self) -> bool {
         self.left = true;
-        let depth = self.calls.depth.load(Ordering::Relaxed);
-        self.calls.depth.store(depth.saturating_sub(1), Ordering::Relaxed);
+        let Some(calls) = self.calls else { return false };
+        calls.depth.store(calls.depth.load(Ordering::Relaxed).saturating_sub(1), Ordering::Relaxed);
         // The one read-modify-write: it decides, against the supervisor's exchange, who counts an overrun.
         self.entry.is_some_and(|entry| entry.flag.swap(self.sequence << 2 | RETURNED, Ordering::AcqRel) & 3 == OVERRAN)
     }
 }
 
-impl Drop for Leave<'_> {
+impl Drop for Watched {
+    /// A call unwinding (a panic in the caller's closure): the record is left as if it returned.
+    #[inline]
     fn drop(&mut self) {
         if !self.left {
             self.leave();
@@ -240,13 +283,9 @@ pub(crate) struct Overrun {
 /// running.
 pub(crate) fn scan(ours: impl Fn(usize) -> bool) -> (Vec<Overrun>, Vec<usize>) {
     let now = advance_clock();
-    let records: Vec<Arc<Calls>> = {
-        let mut records = records().lock().unwrap_or_else(|e| e.into_inner());
-        records.retain(|record| record.strong_count() > 0);
-        records.iter().filter_map(Weak::upgrade).collect()
-    };
+    let records: Vec<&'static Calls> = records().lock().unwrap_or_else(|e| e.into_inner()).clone();
     let (mut overruns, mut stuck) = (Vec::new(), Vec::new());
-    for calls in &records {
+    for calls in records {
         for entry in &calls.entries {
             let flag = entry.flag.load(Ordering::Acquire);
             let slot = entry.slot.load(Ordering::Relaxed);
@@ -305,11 +344,10 @@ mod tests {
         advance_clock();
         let slot = 0x5eed_usize;
         let name = Name::Method("a method with a long name that is cut");
-        let (_, outcome) = watch(slot, 7, Duration::ZERO, name, || {
-            CLOCK.fetch_add(5, Ordering::Relaxed);
-            scan_and_check(slot);
-        });
-        assert!(matches!(outcome, Outcome::Overran { counted: true, .. }));
+        let watched = enter(slot, 7, Timeout::new(Duration::ZERO), name);
+        CLOCK.fetch_add(5, Ordering::Relaxed);
+        scan_and_check(slot);
+        assert!(matches!(watched.finish(), Outcome::Overran { counted: true, .. }));
         assert!(!scan(|other| other == slot).1.contains(&slot), "no longer stuck once returned");
     }
 
@@ -329,18 +367,29 @@ mod tests {
     #[test]
     fn a_call_within_its_deadline_is_not_flagged_and_nesting_restores_the_depth() {
         let slot = 0xfeed_usize;
-        let hour = Duration::from_secs(3600);
+        let hour = Timeout::new(Duration::from_secs(3600));
         let interface = Name::Interface { id: intern("test.interface/1"), text: "test.interface/1" };
-        let (inner, outer) = watch(slot, 1, hour, Name::Method("outer"), || {
-            watch(slot, 1, hour, interface, || {
-                CALLS.with(|calls| assert_eq!(calls.depth.load(Ordering::Relaxed), 2));
-                assert!(scan(|other| other == slot).0.is_empty());
-                assert!(scan(|_| false).0.is_empty(), "another host's scan sees none of them");
-            })
-            .1
-        });
-        assert!(matches!((inner, outer), (Outcome::InTime, Outcome::InTime)));
-        CALLS.with(|calls| assert_eq!(calls.depth.load(Ordering::Relaxed), 0));
+        let outer = enter(slot, 1, hour, Name::Method("outer"));
+        let inner = enter(slot, 1, hour, interface);
+        let depth = || calls().map(|calls| calls.depth.load(Ordering::Relaxed));
+        assert_eq!(depth(), Some(2));
+        assert!(scan(|other| other == slot).0.is_empty());
+        assert!(scan(|_| false).0.is_empty(), "another host's scan sees none of them");
+        assert!(matches!(inner.finish(), Outcome::InTime));
+        drop(outer);
+        assert_eq!(depth(), Some(0), "a dropped (unwound) call leaves the record too");
+    }
+
+    #[test]
+    fn a_thread_that_ends_gives_its_record_to_the_next() {
+        let taken = || std::thread::spawn(|| calls().map(|calls| std::ptr::from_ref(calls) as usize)).join().unwrap();
+        let first = taken();
+        let made = records().lock().unwrap().len();
+        for _ in 0..10 {
+            taken();
+        }
+        assert!(first.is_some());
+        assert!(records().lock().unwrap().len() <= made + 2, "records are reused, not made per thread");
     }
 
     /// A scan after the coarse clock is at least `ms` past now (the test moved it on; a scan reads the

@@ -25,7 +25,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 pub use crate::breaker::BreakerStatus;
 use crate::breaker::{Admit, CircuitBreaker, Transition};
-use crate::deadline::{self, Name, Outcome};
+use crate::deadline::{self, Name, Outcome, Timeout};
 use crate::error::LoadError;
 use crate::instance::Instance;
 use crate::load::LibraryInfo;
@@ -506,6 +506,7 @@ impl<T> std::ops::Deref for CacheLine<T> {
 struct Permit<'a>(&'a AtomicU32);
 
 impl Drop for Permit<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -522,7 +523,7 @@ pub(crate) struct Supervision {
     #[cfg(feature = "rate-limit")]
     pub rate: Option<RateLimit>,
     /// `[limits] call_timeout` (or the host's default): calls are watched against it.
-    pub deadline: Option<Duration>,
+    pub deadline: Option<Timeout>,
 }
 
 /// A rate limiter (governor's GCRA: one atomic per check) and the limit it applies.
@@ -588,7 +589,7 @@ impl Supervision {
             breaker,
             #[cfg(feature = "rate-limit")]
             rate,
-            deadline,
+            deadline: deadline.map(Timeout::new),
         })))
     }
 }
@@ -633,12 +634,14 @@ fn supervised<R>(
     };
     let result = match supervision.deadline {
         None => call(),
-        Some(timeout) => match deadline::watch(slot.key(), generation.number, timeout, what, call) {
-            (result, Outcome::InTime) => result,
-            (_, Outcome::Overran { after, counted }) => {
+        Some(timeout) => {
+            let watched = deadline::enter(slot.key(), generation.number, timeout, what);
+            let result = call();
+            if let Outcome::Overran { after, counted } = watched.finish() {
                 return Err(slot.overran(generation, supervision, what.text(), after, counted, probe));
             }
-        },
+            result
+        }
     };
     let Some(breaker) = &supervision.breaker else { return result };
     let failure = match &result {
@@ -684,6 +687,7 @@ impl Slot {
 
     /// Counts a call in flight, or refuses it at once when `limit` calls are in flight already; the call is
     /// counted until the permit drops.
+    #[inline]
     fn enter(&self, limit: NonZeroU32) -> Result<Permit<'_>, CallError> {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= limit.get() {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -1151,7 +1155,7 @@ impl Registry {
                     rate_limited: slot.rate_limited.load(Ordering::Relaxed),
                     in_flight: slot.in_flight.load(Ordering::Acquire),
                     overloaded: slot.overloaded.load(Ordering::Relaxed),
-                    call_timeout: supervision.and_then(|s| s.deadline),
+                    call_timeout: supervision.and_then(|s| s.deadline).map(Timeout::duration),
                     stuck: slot.stuck.load(Ordering::Relaxed),
                     timeouts: slot.timeouts.load(Ordering::Relaxed),
                     call_threads: slot.pool.threads(),

@@ -106,6 +106,7 @@ fn lifecycle(path: &Path) -> Result<BTreeMap<String, Figure>, String> {
                 Some("ms/plugin" | "ms") => "ms",
                 Some("s") => "s",
                 Some("KiB") => "KiB",
+                Some("µs") => "µs",
                 _ => "",
             };
             let figure = Figure::new(numbers(&figure["samples"]), unit, &format!("{}: {id}", path.display()))?;
@@ -177,6 +178,7 @@ fn table(criterion_dir: &Path, lifecycle_path: &Path) -> Result<String, String> 
             row(&name, &call(&format!("threads/{handle}/{threads}"))?, None, floor, goal);
         }
     }
+    supervision_rows(&mut row, &call)?;
     let lifecycle = lifecycle(lifecycle_path)?;
     let get = |id: &str| lifecycle.get(id).ok_or_else(|| format!("no figure {id} in the results"));
     for count in [1, 10, 100, 1000] {
@@ -198,5 +200,42 @@ fn table(criterion_dir: &Path, lifecycle_path: &Path) -> Result<String, String> 
     let mapped = Some(("mapped", get("memory/mapped-per-generation")?.median()));
     row("memory: resident per retired generation", get("memory/resident-per-generation")?, None, mapped, None);
     row("memory: the library file", get("memory/library-file")?, None, None, None);
+    let late = get("deadline/timeout-late")?;
+    row("caller deadline: `Timeout` past the deadline, median", late, None, None, None);
+    row("caller deadline: same, p99", late, Some(late.percentile(99)), None, Some((1000.0, "<= 1 ms")));
     Ok(rows.join("\n") + "\n")
+}
+
+/// The supervision rows: each configuration's calls against the same calls with nothing configured.
+fn supervision_rows(
+    row: &mut impl FnMut(&str, &Figure, Option<f64>, Option<(&str, f64)>, Goal),
+    call: &impl Fn(&str) -> Result<Figure, String>,
+) -> Result<(), String> {
+    // (configuration, what it is, extra ns allowed on typed-local, on generic)
+    let configurations = [
+        ("deadline", "`call_timeout` and a breaker", (1.0, "+1 ns"), Some((3.0, "+3 ns"))),
+        ("bulkhead", "`max_concurrent_calls`", (15.0, "+15 ns"), Some((15.0, "+15 ns"))),
+        ("rate", "`calls_per_second`", (15.0, "+15 ns"), Some((15.0, "+15 ns"))),
+    ];
+    for (id, what, local_goal, generic_goal) in configurations {
+        for (handle, goal) in [("typed-local", Some(local_goal)), ("typed", None), ("generic", generic_goal)] {
+            let floor = call(&format!("trivial/{handle}"))?.median();
+            let goal = goal.map(|(extra, text)| (floor + extra, text));
+            let name = format!("supervised by {what}: `{handle}`");
+            row(&name, &call(&format!("supervision/{id}/{handle}"))?, None, Some(("nothing configured", floor)), goal);
+        }
+        for threads in [1, 8] {
+            let plain = call(&format!("threads/typed-local/{threads}"))?.median();
+            let figure = call(&format!("supervision-threads/{id}/{threads}"))?;
+            let name = format!("supervised by {what}: `typed-local`, {threads} thread(s), CPU time per call");
+            let goal = if id == "deadline" { (plain + 1.0, "+1 ns") } else { (plain + 15.0, "+15 ns") };
+            row(&name, &figure, None, Some(("nothing configured", plain)), Some(goal));
+        }
+    }
+    let generic = call("trivial/generic")?.median();
+    for handle in ["generic", "typed"] {
+        let name = format!("caller deadline (`call_within`, a hop to the plugin's thread): `{handle}`");
+        row(&name, &call(&format!("caller-deadline/{handle}"))?, None, Some(("generic call", generic)), None);
+    }
+    Ok(())
 }

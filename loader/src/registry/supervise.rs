@@ -7,9 +7,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
-use crate::deadline::{self, Overrun};
+use crate::deadline::{self, Overrun, Timeout};
 use crate::manifest::{HealthChecks, OnFailing};
-use crate::pool::{DEFAULT_THREADS, Job};
+use crate::pool::{DEFAULT_THREADS, Job, SPIN, spin_recv};
 
 /// How long a pass waits when nothing asks for sooner: new plugins with deadlines or checks are seen by then.
 const IDLE_PASS: Duration = Duration::from_secs(1);
@@ -65,7 +65,7 @@ impl Registry {
             }
             let Some(generation) = slot.current.load_full() else { continue };
             if let Some(timeout) = generation.supervision.as_ref().and_then(|s| s.deadline) {
-                next = next.min(scan_interval(timeout));
+                next = next.min(scan_interval(timeout.duration()));
             }
             if let Some(checks) = generation.manifest.health {
                 next = next.min(slot.check_health(&generation, checks, now));
@@ -319,7 +319,7 @@ impl PluginHandle {
     /// The supervision deadline of the generation serving now (`[limits] call_timeout`, or the host's
     /// default): what a caller that wants an answer (`berth call`) uses as its own deadline.
     pub fn call_timeout(&self) -> Option<Duration> {
-        self.slot.current.load().as_ref()?.supervision.as_ref()?.deadline
+        self.slot.current.load().as_ref()?.supervision.as_ref()?.deadline.map(Timeout::duration)
     }
 
     /// Runs `job` on the plugin's pool, or refuses it when the pool is full.
@@ -335,7 +335,12 @@ impl PluginHandle {
         answer: &mpsc::Receiver<Result<T, CallError>>,
         within: Duration,
     ) -> Result<T, CallError> {
-        answer.recv_timeout(within).unwrap_or_else(|_| Err(self.timed_out(method, within)))
+        let started = Instant::now();
+        if let Some(answer) = spin_recv(answer, SPIN.min(within)) {
+            return answer;
+        }
+        let left = within.saturating_sub(started.elapsed());
+        answer.recv_timeout(left).unwrap_or_else(|_| Err(self.timed_out(method, within)))
     }
 
     /// The timeout of a call of `method` after `after`, counted in the plugin's status (for callers that wait

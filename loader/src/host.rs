@@ -179,7 +179,7 @@ impl SupervisionPass {
     /// says (a reload starts on a thread of its own). Never blocks on a plugin.
     ///
     /// Returns how long until the next pass is due (a tenth of the shortest deadline, within 5 ms to 100 ms;
-    /// the next health check; at most 1 s), or `None` once the host is shut down or dropped.
+    /// the next health check; at most 100 ms), or `None` once the host is shut down or dropped.
     pub fn run(&self) -> Option<Duration> {
         let host = self.host.upgrade().filter(|host| !host.is_closed())?;
         let (reload, next) = host.registry.supervise();

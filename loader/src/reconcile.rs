@@ -242,6 +242,7 @@ impl HostState {
             }
         }
         self.load_in_dependency_order(scope, to_load, &mut report);
+        self.registry.pass_ended();
         report
     }
 
@@ -348,6 +349,7 @@ impl HostState {
         let outcome = Manifest::load(&serving.manifest.path)
             .map_err(LoadError::from)
             .and_then(|manifest| self.reload(&manifest, &serving, &applied, true).map(|_| manifest));
+        self.registry.pass_ended();
         if let Err(error) = outcome {
             self.registry.reload_failed(name, None, error.to_string());
         }

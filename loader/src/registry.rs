@@ -838,12 +838,20 @@ pub(crate) struct Registry {
     slots: RwLock<BTreeMap<PluginName, Arc<Slot>>>,
     subscribers: Arc<Subscribers>,
     activations: AtomicU64,
+    /// Libraries opened by the walk under way, for generations it has yet to put in service (a first load
+    /// activates every plugin at the end): not counted as retired meanwhile.
+    pending: Mutex<BTreeSet<String>>,
 }
 
 impl Registry {
     /// A registry whose events go to `subscribers`.
     pub(crate) fn new(subscribers: Subscribers) -> Registry {
-        Registry { slots: RwLock::default(), subscribers: Arc::new(subscribers), activations: AtomicU64::new(0) }
+        Registry {
+            slots: RwLock::default(),
+            subscribers: Arc::new(subscribers),
+            activations: AtomicU64::new(0),
+            pending: Mutex::default(),
+        }
     }
 
     pub(crate) fn subscribe(&self) -> Receiver<Event> {
@@ -930,8 +938,15 @@ impl Registry {
     }
 
     /// Records that a library (digest, bytes) of this plugin is mapped: libraries are never unloaded.
+    /// Until the pass that built it ends ([`Registry::pass_ended`]), it counts as about to serve, not retired.
     pub(crate) fn record_library(&self, manifest: &Manifest, sha256: &str, bytes: u64) {
         self.slot(manifest).status().libraries.insert(sha256.to_owned(), bytes);
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(sha256.to_owned());
+    }
+
+    /// The walk that opened libraries is over: those it opened and did not put in service count as retired.
+    pub(crate) fn pass_ended(&self) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Whether the last reload of this plugin was refused on exactly this manifest and library.
@@ -1004,7 +1019,7 @@ impl Registry {
     /// Every plugin's retired generations and the bytes of the libraries no serving generation uses.
     pub(crate) fn retired_total(&self) -> Retired {
         let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
-        let mut serving = BTreeSet::new();
+        let mut serving = self.pending.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut libraries = BTreeMap::new();
         let mut generations = 0;
         for slot in slots.values() {

@@ -11,8 +11,9 @@ use crate::deadline::{self, Overrun, Timeout};
 use crate::manifest::{HealthChecks, OnFailing};
 use crate::pool::{DEFAULT_THREADS, Job, SPIN, spin_recv};
 
-/// How long a pass waits when nothing asks for sooner: new plugins with deadlines or checks are seen by then.
-const IDLE_PASS: Duration = Duration::from_secs(1);
+/// How long a pass waits when nothing asks for sooner: a plugin loaded meanwhile with a deadline or health
+/// checks is watched from the next pass, at most this long after it serves.
+const IDLE_PASS: Duration = Duration::from_millis(100);
 
 /// A plugin's health checks, as the passes run them.
 #[derive(Default)]
@@ -75,6 +76,9 @@ impl Registry {
             }
             if stuck_now == 0 {
                 slot.recover_if_well(generation.number, "no call is stuck past its deadline any more");
+            } else {
+                // Active again (its breaker closed) while calls are still stuck: degraded again.
+                slot.degrade(generation.number, format!("{stuck_now} call(s) still stuck past call_timeout"));
             }
         }
         (reload, next)

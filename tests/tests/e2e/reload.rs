@@ -513,6 +513,22 @@ fn overwriting_the_loaded_library_in_place_does_not_crash_the_host() {
     assert_eq!(mark(&host), "two");
 }
 
+/// Libraries a first load opens are about to serve, not retired: a host whose plugins' images together pass
+/// `max_retired_bytes` loads them all at once (the limit counts only what no generation will serve).
+#[test]
+fn a_first_load_of_more_than_the_retired_limit_loads_every_plugin() {
+    let layout = Layout::new();
+    for n in 1..=3 {
+        layout.add_bench_plugin(&format!("bench-{n:06}"), &format!("berth-bench-mark-{n:06}"));
+    }
+    let mut config = layout.config();
+    config.reload.max_retired_bytes = 1;
+    let host = Host::new(config).unwrap();
+    let report = host.load_all();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!((report.loaded.len(), host.retired().images), (3, 0));
+}
+
 /// Retired memory is counted by library image: once the images no serving generation uses reach
 /// `max_retired_bytes`, a build not mapped yet is refused, while a build mapped already still reloads.
 #[test]

@@ -70,12 +70,19 @@ fn a_call_past_its_deadline_is_stuck_while_it_runs_and_its_caller_gets_a_timeout
 }
 
 /// An overrun counts toward the breaker: with `failures = 1`, one stuck call faults the plugin, and calls
-/// are refused while it runs on.
+/// are refused while it runs on. The deadline here is the host configuration's default (the manifest sets
+/// none).
 #[test]
 fn a_call_past_its_deadline_counts_toward_the_breaker() {
     let layout = Layout::new();
-    let tables = "[limits]\ncall_timeout = \"20ms\"\n[breaker]\nfailures = 1\ncool_down = \"1h\"\n";
-    let (host, _supervisor) = supervised(&layout, tables);
+    let dir = layout.add_misbehaving("ok");
+    append_to_manifest(&dir.join("misbehaving.toml"), "[breaker]\nfailures = 1\ncool_down = \"1h\"\n");
+    let mut config = layout.config();
+    config.call_timeout = Some(Duration::from_millis(20));
+    let host = Arc::new(Host::new(config).unwrap());
+    let _supervisor = Supervisor::start(&host).unwrap();
+    assert!(host.load_all().failures.is_empty());
+    assert_eq!(status_of(&host, MISBEHAVING).call_timeout, Some(Duration::from_millis(20)));
     let events = host.subscribe();
     let fifo = Fifo::new(layout.data().with_file_name("hang.fifo"));
     let hung = hang(&host, &fifo);
@@ -254,8 +261,8 @@ fn failing_health_checks_with_reload_load_a_fresh_generation() {
     assert_eq!(host.plugin(MISBEHAVING).unwrap().call("add", b"[1,2]").unwrap(), b"3");
 }
 
-/// `berth call` wants an answer: it uses the plugin's `call_timeout` as its own deadline, and says so when
-/// the plugin does not answer in time. `berth run` shows health checks live, as events.
+/// `berth call` and `berth run --call` want an answer: they use the plugin's `call_timeout` as their own
+/// deadline, and say so when the plugin does not answer in time. `berth run` shows health checks live.
 #[test]
 fn the_cli_answers_by_the_call_timeout_and_run_shows_health_live() {
     let layout = Layout::new();
@@ -281,6 +288,15 @@ fn the_cli_answers_by_the_call_timeout_and_run_shows_health_live() {
     assert!(started.elapsed() < Duration::from_secs(20), "answered by the deadline, not when the call returned");
 
     fs::write(&file, "fail").unwrap();
+    let mut command = layout.berth();
+    command.args(["run", "--every", "1h", "--call", &format!("misbehaving wait {:?}", fifo.path())]);
+    let mut run = berth_tests::BerthRun::start(command);
+    run.wait_line(|line| {
+        line == "call misbehaving wait: error: plugin \"misbehaving\" did not answer \"wait\" within 200 ms; its answer, if it comes, is dropped"
+    });
+    run.stop();
+
+    // A run of its own for the health checks: the hung call above would degrade the plugin first.
     let mut command = layout.berth();
     command.arg("run");
     let mut run = berth_tests::BerthRun::start(command);

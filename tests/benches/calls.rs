@@ -8,9 +8,9 @@
 //!   `PluginHandle::call("add", 16 bytes)`.
 //! - `payload/*/{1024,65536}`: the generic call `echo` (bytes in, the same bytes out) against a local
 //!   `dyn Trait` doing the same copy.
-//! - `supervision/<what>/{typed-local,typed,generic}`: the trivial calls on a plugin whose manifest turns
+//! - `supervision-<what>/{typed-local,typed,generic}`: the trivial calls on a plugin whose manifest turns
 //!   supervision on, with limits no call reaches (`deadline`: a `call_timeout` and a breaker, the supervisor
-//!   running; `bulkhead`; `rate`), against `trivial/*`; and `supervision-threads/<what>/{1,8}`, `typed-local`
+//!   running; `bulkhead`; `rate`), against `trivial/*`; and `supervision-threads-<what>/{1,8}`, `typed-local`
 //!   from 1 and 8 threads (CPU time per call, as `threads/*`).
 //! - `caller-deadline/{generic,typed}`: the trivial calls with a caller's deadline (`call_within`): the hop to
 //!   the plugin's thread and back.
@@ -208,7 +208,7 @@ fn supervised(c: &mut Criterion) {
     for (name, tables) in SUPERVISION {
         let loaded = loaded_with(tables);
         let _supervisor = berth_runtime::Supervisor::start(&loaded._host).unwrap();
-        let mut group = c.benchmark_group(format!("supervision/{name}"));
+        let mut group = c.benchmark_group(format!("supervision-{name}"));
         let typed: Typed<MathV1> = loaded.plugin.typed::<MathV1>();
         group.bench_function("typed", |b| b.iter(|| typed.call(|math| math.add(black_box(40), black_box(2))).unwrap()));
         let local = typed.local();
@@ -218,7 +218,7 @@ fn supervised(c: &mut Criterion) {
         let input: Vec<u8> = [40u64, 2].iter().flat_map(|v| v.to_le_bytes()).collect();
         group.bench_function("generic", |b| b.iter(|| loaded.plugin.call("add", black_box(&input)).unwrap()));
         group.finish();
-        let mut group = c.benchmark_group(format!("supervision-threads/{name}"));
+        let mut group = c.benchmark_group(format!("supervision-threads-{name}"));
         for threads in [1usize, 8] {
             group.bench_function(BenchmarkId::from_parameter(threads), |b| {
                 b.iter_custom(|iters| {

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick]`: runs the benchmark suite (`tests/benches`: `calls` with criterion,
+//! `cargo xtask bench [--quick | --table-only]`: runs the benchmark suite (`tests/benches`: `calls` with criterion,
 //! `lifecycle` with its own harness) against optimised plugins, then prints the table of BENCHMARKS.md: each
 //! figure's median (min-max), its floor, the ratio, and the goal it is held to. The table is also written to
 //! `target/berth-bench/table.md`.
@@ -11,10 +11,10 @@ use serde_json::Value;
 
 use crate::{cargo, root, run, target_dir};
 
-/// Runs both benchmarks and prints the table.
-pub(crate) fn bench(quick: bool) -> Result<(), String> {
+/// Runs both benchmarks (unless `table_only`) and prints the table.
+pub(crate) fn bench(quick: bool, table_only: bool) -> Result<(), String> {
     let root = root();
-    for bench in ["calls", "lifecycle"] {
+    for bench in ["calls", "lifecycle"].into_iter().filter(|_| !table_only) {
         let mut command = cargo();
         command.current_dir(&root).args(["bench", "-p", "berth-tests", "--bench", bench, "--"]);
         if quick {
@@ -222,11 +222,11 @@ fn supervision_rows(
             let floor = call(&format!("trivial/{handle}"))?.median();
             let goal = goal.map(|(extra, text)| (floor + extra, text));
             let name = format!("supervised by {what}: `{handle}`");
-            row(&name, &call(&format!("supervision/{id}/{handle}"))?, None, Some(("nothing configured", floor)), goal);
+            row(&name, &call(&format!("supervision-{id}/{handle}"))?, None, Some(("nothing configured", floor)), goal);
         }
         for threads in [1, 8] {
             let plain = call(&format!("threads/typed-local/{threads}"))?.median();
-            let figure = call(&format!("supervision-threads/{id}/{threads}"))?;
+            let figure = call(&format!("supervision-threads-{id}/{threads}"))?;
             let name = format!("supervised by {what}: `typed-local`, {threads} thread(s), CPU time per call");
             let goal = if id == "deadline" { (plain + 1.0, "+1 ns") } else { (plain + 15.0, "+15 ns") };
             row(&name, &figure, None, Some(("nothing configured", plain)), Some(goal));

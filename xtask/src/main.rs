@@ -59,6 +59,9 @@ enum Task {
         /// to publish.
         #[arg(long)]
         quick: bool,
+        /// Measure nothing: print the table of the figures the last runs left in target/.
+        #[arg(long, conflicts_with = "quick")]
+        table_only: bool,
     },
     /// Scaffold a plugin: plugins/NAME (crate), manifests/NAME.toml, and a workspace member entry.
     NewPlugin {
@@ -76,7 +79,7 @@ fn main() -> ExitCode {
         Task::Sign(sign) => sign.run().map_err(|e| e.to_string()),
         Task::Keygen(keygen) => keygen.run().map_err(|e| e.to_string()),
         Task::NewPlugin { name } => scaffold::new_plugin(&name),
-        Task::Bench { quick } => bench::bench(quick),
+        Task::Bench { quick, table_only } => bench::bench(quick, table_only),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,9 @@ use crate::deadline::{self, Overrun, Timeout};
 use crate::manifest::{HealthChecks, OnFailing};
 use crate::pool::{DEFAULT_THREADS, Job, SPIN, spin_recv};
 
+/// How long before a caller's deadline its wait turns from sleeping to spinning.
+const LAST_STRETCH: Duration = Duration::from_micros(200);
+
 /// How long a pass waits when nothing asks for sooner: a plugin loaded meanwhile with a deadline or health
 /// checks is watched from the next pass, at most this long after it serves.
 const IDLE_PASS: Duration = Duration::from_millis(100);
@@ -339,12 +342,22 @@ impl PluginHandle {
         answer: &mpsc::Receiver<Result<T, CallError>>,
         within: Duration,
     ) -> Result<T, CallError> {
-        let started = Instant::now();
+        // Spin at first (an answer in µs skips a wake-up), sleep, and spin again for the last stretch (a
+        // sleeper's wake-up can come late by the timer's slack and more).
+        let deadline = Instant::now() + within;
         if let Some(answer) = spin_recv(answer, SPIN.min(within)) {
             return answer;
         }
-        let left = within.saturating_sub(started.elapsed());
-        answer.recv_timeout(left).unwrap_or_else(|_| Err(self.timed_out(method, within)))
+        let asleep = deadline.saturating_duration_since(Instant::now()).saturating_sub(LAST_STRETCH);
+        match answer.recv_timeout(asleep) {
+            Ok(answer) => return answer,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(self.timed_out(method, within)),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        match spin_recv(answer, deadline.saturating_duration_since(Instant::now())) {
+            Some(answer) => answer,
+            None => Err(self.timed_out(method, within)),
+        }
     }
 
     /// The timeout of a call of `method` after `after`, counted in the plugin's status (for callers that wait

@@ -164,6 +164,11 @@ impl CircuitBreaker {
         self.open.store(false, Ordering::Release);
     }
 
+    /// Open, with a probe call in flight.
+    pub(crate) fn is_probing(&self) -> bool {
+        self.is_open() && self.state().probing
+    }
+
     pub(crate) fn is_open(&self) -> bool {
         self.open.load(Ordering::Acquire)
     }

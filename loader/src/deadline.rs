@@ -30,10 +30,24 @@ fn origin() -> Instant {
     *ORIGIN.get_or_init(Instant::now)
 }
 
+/// How far the coarse clock may lag the time: the gap between the last two passes (ms). A start stamp is up
+/// to this much early, so a call is judged past its deadline only once it has run the deadline plus this
+/// (never a false timeout; found at most two passes late).
+static RESOLUTION: AtomicU64 = AtomicU64::new(0);
+
 /// Reads the precise time into the coarse clock (each supervisor pass does), and returns it.
 pub(crate) fn advance_clock() -> u64 {
     let now = u64::try_from(origin().elapsed().as_millis()).unwrap_or(u64::MAX);
-    CLOCK.fetch_max(now, Ordering::Relaxed).max(now)
+    let before = CLOCK.fetch_max(now, Ordering::Relaxed);
+    // Rounded up by one: a stamp and a reading in whole milliseconds are each up to one short.
+    RESOLUTION.store(now.saturating_sub(before) + 1, Ordering::Relaxed);
+    before.max(now)
+}
+
+/// Whether a call that the coarse clock says ran `elapsed` surely ran past `timeout`.
+#[inline]
+fn past(elapsed: u64, timeout: u64) -> bool {
+    elapsed > timeout.saturating_add(RESOLUTION.load(Ordering::Relaxed))
 }
 
 #[inline]
@@ -105,9 +119,15 @@ thread_local! {
 struct Holder(Cell<Option<&'static Calls>>);
 
 impl Drop for Holder {
+    /// The thread is ending: its record goes back, with nothing left in flight (a thread ended without
+    /// unwinding, by `pthread_exit` inside a plugin say, leaves no call counted stuck for ever).
     fn drop(&mut self) {
         let _ = CALLS.try_with(|calls| calls.set(None));
         if let Some(calls) = self.0.take() {
+            for entry in &calls.entries {
+                let flag = entry.flag.load(Ordering::Relaxed);
+                entry.flag.store(flag & !3 | RETURNED, Ordering::Release);
+            }
             calls.depth.store(0, Ordering::Relaxed);
             calls.in_use.store(false, Ordering::Release);
         }
@@ -241,7 +261,7 @@ impl Watched {
     pub(crate) fn finish(mut self) -> Outcome {
         let counted = self.leave();
         let elapsed = coarse_now().saturating_sub(self.started);
-        if counted || elapsed > self.timeout.0 {
+        if counted || past(elapsed, self.timeout.0) {
             Outcome::Overran { after: Duration::from_millis(elapsed.max(self.timeout.0)), counted }
         } else {
             Outcome::InTime
@@ -278,10 +298,12 @@ pub(crate) struct Overrun {
     pub timeout: Duration,
 }
 
+/// A call flagged past its deadline and still running: its slot and generation.
+pub(crate) type Stuck = (usize, u64);
+
 /// Scans every thread's calls in flight to the slots `ours` accepts (one host's: a process may run several);
-/// flags (once) and returns those past their deadline. Also returns the slot of each call flagged and still
-/// running.
-pub(crate) fn scan(ours: impl Fn(usize) -> bool) -> (Vec<Overrun>, Vec<usize>) {
+/// flags (once) and returns those past their deadline. Also returns each call flagged and still running.
+pub(crate) fn scan(ours: impl Fn(usize) -> bool) -> (Vec<Overrun>, Vec<Stuck>) {
     let now = advance_clock();
     let records: Vec<&'static Calls> = records().lock().unwrap_or_else(|e| e.into_inner()).clone();
     let (mut overruns, mut stuck) = (Vec::new(), Vec::new());
@@ -292,25 +314,26 @@ pub(crate) fn scan(ours: impl Fn(usize) -> bool) -> (Vec<Overrun>, Vec<usize>) {
             if flag == 0 || flag & 3 == RETURNED || !ours(slot) {
                 continue;
             }
+            let generation = entry.generation.load(Ordering::Relaxed);
             if flag & 3 == OVERRAN {
-                // Read while that call still ran (else the slot may be the next call's).
-                if entry.flag.load(Ordering::Acquire) == flag {
-                    stuck.push(slot);
+                // Read while that call still ran (else they may be the next call's): an exchange that changes
+                // nothing orders those reads before it, on every platform.
+                if entry.flag.compare_exchange(flag, flag, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    stuck.push((slot, generation));
                 }
                 continue;
             }
             let started = entry.started.load(Ordering::Relaxed);
             let timeout = entry.timeout.load(Ordering::Relaxed);
             let running = now.saturating_sub(started);
-            if running <= timeout {
+            if !past(running, timeout) {
                 continue;
             }
-            let generation = entry.generation.load(Ordering::Relaxed);
             let method = name_of(entry);
             // Only while that very call is still in flight: then its thread will see the flag and leave the
             // count to us. Fields read before a failed exchange may belong to the next call and are dropped.
             if entry.flag.compare_exchange(flag, flag | OVERRAN, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                stuck.push(slot);
+                stuck.push((slot, generation));
                 overruns.push(Overrun {
                     slot,
                     generation,
@@ -345,10 +368,10 @@ mod tests {
         let slot = 0x5eed_usize;
         let name = Name::Method("a method with a long name that is cut");
         let watched = enter(slot, 7, Timeout::new(Duration::ZERO), name);
-        CLOCK.fetch_add(5, Ordering::Relaxed);
+        CLOCK.fetch_add(5 + RESOLUTION.load(Ordering::Relaxed), Ordering::Relaxed);
         scan_and_check(slot);
         assert!(matches!(watched.finish(), Outcome::Overran { counted: true, .. }));
-        assert!(!scan(|other| other == slot).1.contains(&slot), "no longer stuck once returned");
+        assert!(scan(|other| other == slot).1.is_empty(), "no longer stuck once returned");
     }
 
     /// Run inside a call to `slot` that has overrun.
@@ -358,10 +381,10 @@ mod tests {
         assert_eq!(mine.len(), 1, "flagged once");
         assert_eq!((mine[0].generation, mine[0].method.as_str()), (7, "a method with a long name that i"));
         assert_eq!(intern("test.interface/1"), intern("test.interface/1"), "interned once");
-        assert!(stuck.contains(&slot));
+        assert!(stuck.contains(&(slot, 7)));
         let (again, still) = scan_at_least(5, slot);
         assert!(again.iter().all(|o| o.slot != slot), "not flagged twice");
-        assert!(still.contains(&slot), "still counted stuck while it runs");
+        assert!(still.contains(&(slot, 7)), "still counted stuck while it runs");
     }
 
     #[test]
@@ -394,7 +417,7 @@ mod tests {
 
     /// A scan after the coarse clock is at least `ms` past now (the test moved it on; a scan reads the
     /// precise time, which may be behind the moved clock, and the clock never goes back).
-    fn scan_at_least(ms: u64, slot: usize) -> (Vec<Overrun>, Vec<usize>) {
+    fn scan_at_least(ms: u64, slot: usize) -> (Vec<Overrun>, Vec<Stuck>) {
         assert!(coarse_now() >= ms);
         scan(|other| other == slot)
     }

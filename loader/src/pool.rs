@@ -90,7 +90,7 @@ impl Pool {
         let (sender, receiver) = mpsc::sync_channel::<Job>(1);
         let pool = Arc::clone(self);
         let spawned = std::thread::Builder::new().name(self.name.clone()).spawn(move || {
-            job();
+            pool.contained(job);
             pool.serve(id, sender, receiver);
         });
         spawned.map(drop).map_err(|_| {
@@ -104,7 +104,7 @@ impl Pool {
         loop {
             self.state().idle.push((id, sender.clone()));
             if let Some(job) = spin_recv(&receiver, SPIN) {
-                job();
+                self.contained(job);
                 continue;
             }
             let job = match receiver.recv_timeout(IDLE) {
@@ -129,7 +129,15 @@ impl Pool {
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            job();
+            self.contained(job);
+        }
+    }
+
+    /// Runs `job`; a panic in it (host code: a caller's closure or callback) is logged, and the thread
+    /// goes on serving.
+    fn contained(&self, job: Job) {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+            tracing::error!("a call on {}'s own thread panicked in the caller's code; the thread goes on", self.name);
         }
     }
 }
@@ -170,5 +178,19 @@ mod tests {
             finished.recv().unwrap();
         }
         assert_eq!(pool.threads(), 2);
+    }
+
+    #[test]
+    fn a_job_that_panics_leaves_its_thread_serving() {
+        let pool = Arc::new(Pool::new("test".to_owned()));
+        assert!(pool.run(1, Box::new(|| panic!("the caller's closure panicked"))).is_ok());
+        let (done, finished) = mpsc::channel();
+        let mut job: Job = Box::new(move || done.send(()).unwrap());
+        while let Err(returned) = pool.run(1, job) {
+            job = returned;
+            std::thread::yield_now();
+        }
+        finished.recv().unwrap();
+        assert_eq!(pool.threads(), 1, "the same thread ran the next job");
     }
 }

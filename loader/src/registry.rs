@@ -225,8 +225,8 @@ pub struct PluginStatus {
     pub call_timeout: Option<std::time::Duration>,
     /// Calls running past their supervision deadline now (as of the supervisor's last pass).
     pub stuck: u32,
-    /// Calls answered with [`CallError::Timeout`] (past their supervision deadline, or their caller's),
-    /// since the host started.
+    /// Calls that ran past their supervision deadline (`call_timeout`), since the host started. A caller's own
+    /// deadline ([`PluginHandle::call_within`]) is the caller's business and not counted.
     pub timeouts: u64,
     /// Threads of the plugin's own running now (busy or idle): those of calls with a caller's deadline and
     /// health checks, at most its bulkhead, else 8.
@@ -551,6 +551,11 @@ impl Supervision {
         if deadline.is_some_and(|timeout| timeout < Duration::from_millis(1)) {
             return refuse("call_timeout must be at least 1ms; raise it, or remove it to watch no deadline");
         }
+        // Longer than a day is a mistake, and far-future instants overflow the clock's arithmetic.
+        let too_long = |duration: Option<Duration>| duration.is_some_and(|d| d > MAX_SUPERVISION_DURATION);
+        if too_long(deadline) {
+            return refuse("call_timeout must be at most 24h; lower it, or remove it to watch no deadline");
+        }
         if let Some(checks) = &manifest.health {
             if checks.interval < Duration::from_millis(10) {
                 return refuse_health("interval must be at least 10ms; raise it, or remove [health]");
@@ -558,6 +563,15 @@ impl Supervision {
             if checks.timeout < Duration::from_millis(1) {
                 return refuse_health("timeout must be at least 1ms; raise it, or remove it for the default (1s)");
             }
+            if too_long(Some(checks.interval)) || too_long(Some(checks.timeout)) {
+                return refuse_health("interval and timeout must be at most 24h; lower them");
+            }
+        }
+        if let Some(breaker) = &manifest.breaker
+            && (too_long(breaker.window) || too_long(Some(breaker.cool_down)))
+        {
+            let reason = "window and cool_down must be at most 24h; lower them".to_owned();
+            return Err(LoadError::Limits { table: "[breaker]", reason });
         }
         #[cfg(not(feature = "rate-limit"))]
         if limits.calls_per_second.is_some() {
@@ -593,6 +607,9 @@ impl Supervision {
         })))
     }
 }
+
+/// The longest duration a manifest's supervision tables accept.
+const MAX_SUPERVISION_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// The rate limit (calls a second) `supervision` applies, if any.
 fn rate_of(supervision: Option<&Supervision>) -> Option<u32> {

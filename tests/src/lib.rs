@@ -814,16 +814,16 @@ impl Fifo {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !done() {
             assert!(Instant::now() < deadline, "the calls waiting on {} never returned", self.0.display());
-            self.release_once();
+            let _ = self.release_once();
             std::thread::yield_now();
         }
     }
 
-    /// Lets the readers reading now go (none, if none reads).
-    pub fn release_once(&self) {
+    /// Lets the readers reading now go; whether there was one.
+    pub fn release_once(&self) -> bool {
         let mut writer = fs::OpenOptions::new();
         std::os::unix::fs::OpenOptionsExt::custom_flags(writer.write(true), nix::fcntl::OFlag::O_NONBLOCK.bits());
-        drop(writer.open(&self.0));
+        writer.open(&self.0).is_ok()
     }
 }
 

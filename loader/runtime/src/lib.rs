@@ -64,9 +64,10 @@ pub async fn call_within(
     input: Vec<u8>,
     within: Duration,
 ) -> Result<Vec<u8>, CallError> {
+    let started = tokio::time::Instant::now();
     let (sender, answer) = tokio::sync::oneshot::channel();
     handle.call_then(method, input, move |outcome| drop(sender.send(outcome)))?;
-    answer_by(handle, method, answer, within).await
+    answer_by(handle, method, answer, started, within).await
 }
 
 /// Calls an interface method (`f`) on one of the plugin's own threads, and waits (asynchronously) for the
@@ -81,20 +82,28 @@ where
     I::Handle: Send + Sync + 'static,
     T: Send + 'static,
 {
+    let started = tokio::time::Instant::now();
     let (sender, answer) = tokio::sync::oneshot::channel();
     typed.call_then(f, move |outcome| drop(sender.send(outcome)))?;
-    answer_by(typed.plugin(), I::ID, answer, within).await
+    answer_by(typed.plugin(), I::ID, answer, started, within).await
 }
 
 async fn answer_by<T>(
     handle: &PluginHandle,
     method: &str,
     answer: tokio::sync::oneshot::Receiver<Result<T, CallError>>,
+    started: tokio::time::Instant,
     within: Duration,
 ) -> Result<T, CallError> {
-    match tokio::time::timeout(within, answer).await {
-        Ok(Ok(outcome)) => outcome,
-        // The pool thread dropped the call without an answer (it could not run it): as good as no answer.
-        Ok(Err(_)) | Err(_) => Err(handle.timed_out(method, within)),
+    let answered = match started.checked_add(within) {
+        Some(deadline) => tokio::time::timeout_at(deadline, answer).await.ok(),
+        None => Some(answer.await),
+    };
+    match answered {
+        Some(Ok(outcome)) => outcome,
+        // Past the deadline, or dropped without an answer (a panic in the callback's own code): no answer.
+        Some(Err(_)) | None => {
+            Err(CallError::Timeout { plugin: handle.name().to_string(), method: method.to_owned(), after: within })
+        }
     }
 }

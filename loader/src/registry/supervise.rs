@@ -36,6 +36,8 @@ struct Running {
     at: SystemTime,
     /// Counted failed already, for not answering within its timeout.
     overdue: bool,
+    /// When it next counts as failed if it has not answered.
+    fails_at: Instant,
     /// It is the breaker's probe.
     probe: bool,
 }
@@ -62,12 +64,15 @@ impl Registry {
         let (mut reload, mut next, now) = (Vec::new(), IDLE_PASS, Instant::now());
         for slot in &slots {
             let key = slot.key();
-            let stuck_now = stuck.iter().filter(|s| **s == key).count();
-            slot.stuck.store(u32::try_from(stuck_now).unwrap_or(u32::MAX), Ordering::Relaxed);
+            let all_stuck = stuck.iter().filter(|(s, _)| *s == key).count();
+            slot.stuck.store(u32::try_from(all_stuck).unwrap_or(u32::MAX), Ordering::Relaxed);
             for overrun in overruns.iter().filter(|o| o.slot == key) {
                 slot.overrun_found(overrun);
             }
             let Some(generation) = slot.current.load_full() else { continue };
+            // Calls stuck in a generation a reload replaced hold threads (counted above), but do not degrade
+            // the one serving now.
+            let stuck_now = stuck.iter().filter(|(s, g)| *s == key && *g == generation.number).count();
             if let Some(timeout) = generation.supervision.as_ref().and_then(|s| s.deadline) {
                 next = next.min(scan_interval(timeout.duration()));
             }
@@ -118,8 +123,17 @@ impl Slot {
             .as_ref()
             .filter(|g| g.number == overrun.generation)
             .and_then(|g| g.supervision.as_ref()?.breaker.as_ref());
-        if let Some(Transition::Opened(why)) = breaker.map(|b| b.record(Some(&reason), false)) {
-            self.faulted(overrun.generation, why);
+        match breaker {
+            // The probe itself hangs: open again, so that a later probe can go through.
+            Some(breaker) if breaker.is_probing() => {
+                self.faulted(overrun.generation, breaker.trip(format!("the probe call failed: {reason}")));
+            }
+            Some(breaker) => {
+                if let Transition::Opened(why) = breaker.record(Some(&reason), false) {
+                    self.faulted(overrun.generation, why);
+                }
+            }
+            None => {}
         }
     }
 
@@ -131,13 +145,14 @@ impl Slot {
         self.breaker_moved(number, from, PluginState::Degraded, Some(reason.clone()), EventKind::Degraded, reason);
     }
 
-    /// A degraded plugin with nothing stuck and no failing check is active again.
+    /// A degraded plugin with no failing check is active again (the pass calls this only when nothing of the
+    /// serving generation is stuck).
     fn recover_if_well(&self, number: u64, detail: &str) {
         let well = {
             let status = self.status();
             status.state == PluginState::Degraded && status.health.failing == 0
         };
-        if well && self.stuck.load(Ordering::Relaxed) == 0 {
+        if well {
             let from = |state| state == PluginState::Degraded;
             self.breaker_moved(number, from, PluginState::Active, None, EventKind::Recovered, detail.to_owned());
         }
@@ -148,14 +163,19 @@ impl Slot {
         let mut status = self.status();
         let track = &mut status.health;
         if let Some(running) = &mut track.running {
-            let waited = now.saturating_duration_since(running.started);
-            if running.overdue || waited < checks.timeout {
-                return checks.timeout.saturating_sub(waited).max(Duration::from_millis(5));
+            // A check that has not answered fails at its timeout, and again each interval it stays
+            // unanswered; no second check starts meanwhile (it would only hang another thread).
+            if now < running.fails_at {
+                return (running.fails_at - now).max(Duration::from_millis(5));
             }
             running.overdue = true;
-            let (at, probe) = (running.at, running.probe);
+            running.fails_at = now + checks.interval;
+            let (at, probe, waited) = (running.at, running.probe, now.saturating_duration_since(running.started));
             drop(status);
-            let detail = format!("no answer within its timeout of {} ms", checks.timeout.as_millis());
+            let detail = match waited < checks.timeout + checks.interval {
+                true => format!("no answer within its timeout of {} ms", checks.timeout.as_millis()),
+                false => format!("still no answer after {} ms", waited.as_millis()),
+            };
             self.health_result(
                 generation,
                 checks,
@@ -178,8 +198,10 @@ impl Slot {
             }
         };
         track.next_due = Some(now + checks.interval);
+        let fails_at = now + checks.timeout;
+        let at = SystemTime::now();
         track.running =
-            Some(Running { generation: generation.number, started: now, at: SystemTime::now(), overdue: false, probe });
+            Some(Running { generation: generation.number, started: now, at, fails_at, overdue: false, probe });
         drop(status);
         let (slot, checked) = (Arc::clone(self), Arc::clone(generation));
         let job: Job = Box::new(move || {
@@ -188,7 +210,8 @@ impl Slot {
             let took = started.elapsed();
             slot.health_answered(&checked, checks, health == HealthStatus::Ok, detail, took);
         });
-        if self.pool.run(Slot::pool_threads(Some(generation)), job).is_err() {
+        // One thread more than calls with a deadline may hold: those cannot starve the checks.
+        if self.pool.run(Slot::pool_threads(Some(generation)) + 1, job).is_err() {
             let detail = "no thread free to run it: the plugin's pool threads are all busy".to_owned();
             let at = self.status().health.running.take().map_or_else(SystemTime::now, |r| r.at);
             self.health_result(
@@ -259,7 +282,7 @@ impl Slot {
             return;
         }
         self.degrade(number, format!("a health check failed: {detail}"));
-        if failing != checks.failures.get() {
+        if failing < checks.failures.get() {
             return;
         }
         let limit = checks.failures;
@@ -271,15 +294,21 @@ impl Slot {
                 }
             }
             OnFailing::Disable => {
+                // Recorded as not to be loaded again before it is taken out, so that a rescan in between
+                // does not load it again.
+                let attempt = {
+                    let mut status = self.status();
+                    let attempt = status.applied.as_ref().map(|a| (a.manifest.clone(), Some(a.stamp)));
+                    status.state = PluginState::Disabled;
+                    std::mem::replace(&mut status.failed_attempt, attempt)
+                };
                 if self.take_out(generation) {
                     let detail = format!(
                         "{reason} ([health] on_failing = \"disable\"); it loads again when its manifest's settings or its library change (`berth disable` then `berth enable` will do), or the host restarts"
                     );
-                    {
-                        let mut status = self.status();
-                        status.failed_attempt = status.applied.as_ref().map(|a| (a.manifest.clone(), Some(a.stamp)));
-                    }
                     self.record(PluginState::Disabled, Some(number), detail);
+                } else {
+                    self.status().failed_attempt = attempt;
                 }
             }
             OnFailing::Reload => {
@@ -305,9 +334,10 @@ impl PluginHandle {
     /// This costs a thread hop (and a copy of `input`); calls that need no deadline of their own should use
     /// [`PluginHandle::call`].
     pub fn call_within(&self, method: &str, input: &[u8], within: Duration) -> Result<Vec<u8>, CallError> {
+        let started = Instant::now();
         let (sender, answer) = mpsc::sync_channel(1);
         self.call_then(method, input.to_vec(), move |outcome| drop(sender.send(outcome)))?;
-        self.answer_by(method, &answer, within)
+        answer_by(&answer, started, within).unwrap_or_else(|| Err(timeout(&self.slot.name, method, within)))
     }
 
     /// Calls `method` on one of the plugin's own threads (see [`PluginHandle::call_within`]) and hands the
@@ -334,38 +364,29 @@ impl PluginHandle {
         let threads = Slot::pool_threads(self.slot.current.load().as_deref());
         self.slot.pool.run(threads, job).map_err(|_| CallError::Busy { plugin: self.slot.name.to_string(), threads })
     }
+}
 
-    /// The answer on `answer`, or a timeout once `within` has passed.
-    fn answer_by<T>(
-        &self,
-        method: &str,
-        answer: &mpsc::Receiver<Result<T, CallError>>,
-        within: Duration,
-    ) -> Result<T, CallError> {
-        // Spin at first (an answer in µs skips a wake-up), sleep, and spin again for the last stretch (a
-        // sleeper's wake-up can come late by the timer's slack and more).
-        let deadline = Instant::now() + within;
-        if let Some(answer) = spin_recv(answer, SPIN.min(within)) {
-            return answer;
-        }
-        let asleep = deadline.saturating_duration_since(Instant::now()).saturating_sub(LAST_STRETCH);
-        match answer.recv_timeout(asleep) {
-            Ok(answer) => return answer,
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(self.timed_out(method, within)),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-        }
-        match spin_recv(answer, deadline.saturating_duration_since(Instant::now())) {
-            Some(answer) => answer,
-            None => Err(self.timed_out(method, within)),
-        }
+/// The timeout of a call of `method` to `plugin` after `after`.
+pub(crate) fn timeout(plugin: &PluginName, method: &str, after: Duration) -> CallError {
+    CallError::Timeout { plugin: plugin.to_string(), method: method.to_owned(), after }
+}
+
+/// The answer on `answer`, or `None` once `within` from `started` has passed (or the call was dropped
+/// without one). Spins at first (an answer in µs skips a wake-up), sleeps, and spins again for the last
+/// stretch (a sleeper's wake-up can come late by the timer's slack and more).
+fn answer_by<T>(answer: &mpsc::Receiver<T>, started: Instant, within: Duration) -> Option<T> {
+    let Some(deadline) = started.checked_add(within) else {
+        // No deadline this side of the far future: wait for the answer.
+        return spin_recv(answer, SPIN).or_else(|| answer.recv().ok());
+    };
+    let left = || deadline.saturating_duration_since(Instant::now());
+    if let Some(answer) = spin_recv(answer, SPIN.min(left())) {
+        return Some(answer);
     }
-
-    /// The timeout of a call of `method` after `after`, counted in the plugin's status (for callers that wait
-    /// their own way, such as berth-runtime's async calls).
-    #[cold]
-    pub fn timed_out(&self, method: &str, after: Duration) -> CallError {
-        self.slot.timeouts.fetch_add(1, Ordering::Relaxed);
-        CallError::Timeout { plugin: self.slot.name.to_string(), method: method.to_owned(), after }
+    match answer.recv_timeout(left().saturating_sub(LAST_STRETCH)) {
+        Ok(answer) => Some(answer),
+        Err(mpsc::RecvTimeoutError::Disconnected) => None,
+        Err(mpsc::RecvTimeoutError::Timeout) => spin_recv(answer, left()),
     }
 }
 
@@ -381,9 +402,17 @@ where
         within: Duration,
         f: impl FnOnce(&I::Handle) -> Result<T, PluginError> + Send + 'static,
     ) -> Result<T, CallError> {
+        let started = Instant::now();
         let (sender, answer) = mpsc::sync_channel(1);
-        self.call_then(f, move |outcome| drop(sender.send(outcome)))?;
-        self.plugin.answer_by(I::ID, &answer, within)
+        let typed = self.clone();
+        // A panic in `f` (host code) is carried back and resumed here, as if `f` had run on this thread.
+        let job = move || drop(sender.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| typed.call(f)))));
+        self.plugin.run_pooled(Box::new(job))?;
+        match answer_by(&answer, started, within) {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Err(timeout(&self.plugin.slot.name, I::ID, within)),
+        }
     }
 
     /// Calls an interface method on one of the plugin's own threads and hands the outcome to `then`, on that

@@ -72,8 +72,6 @@ pub(crate) fn info(host: &Host, report: &LoadReport, target: &str, json: bool) -
                 status.stuck,
                 status.timeouts
             );
-        } else if status.timeouts > 0 {
-            say!("deadline:   none; {} timed out (callers' deadlines)", status.timeouts);
         }
         if let Some(report) = &status.health {
             say!(

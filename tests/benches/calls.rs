@@ -158,6 +158,16 @@ fn on_threads<C: FnMut()>(threads: usize, iters: u64, make: impl Fn() -> C + Syn
     (last - first) * cores as u32 / threads as u32
 }
 
+/// The trivial call through a [`berth::LocalTyped`] per thread, on `threads` threads (see [`on_threads`]).
+fn local_on_threads(typed: &Typed<MathV1>, threads: usize, iters: u64) -> Duration {
+    on_threads(threads, iters, || {
+        let local = typed.local();
+        move || {
+            black_box(local.call(|math| math.add(black_box(40), black_box(2))).unwrap());
+        }
+    })
+}
+
 fn threads(c: &mut Criterion, loaded: &Loaded) {
     let mut group = c.benchmark_group("threads");
     let typed = loaded.plugin.typed::<MathV1>();
@@ -182,14 +192,7 @@ fn threads(c: &mut Criterion, loaded: &Loaded) {
             })
         });
         group.bench_function(BenchmarkId::new("typed-local", threads), |b| {
-            b.iter_custom(|iters| {
-                on_threads(threads, iters, || {
-                    let local = typed.local();
-                    move || {
-                        black_box(local.call(|math| math.add(black_box(40), black_box(2))).unwrap());
-                    }
-                })
-            })
+            b.iter_custom(|iters| local_on_threads(&typed, threads, iters))
         });
     }
     group.finish();
@@ -221,14 +224,7 @@ fn supervised(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("supervision-threads-{name}"));
         for threads in [1usize, 8] {
             group.bench_function(BenchmarkId::from_parameter(threads), |b| {
-                b.iter_custom(|iters| {
-                    on_threads(threads, iters, || {
-                        let local = typed.local();
-                        move || {
-                            black_box(local.call(|math| math.add(black_box(40), black_box(2))).unwrap());
-                        }
-                    })
-                })
+                b.iter_custom(|iters| local_on_threads(&typed, threads, iters))
             });
         }
         group.finish();

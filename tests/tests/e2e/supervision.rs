@@ -143,30 +143,37 @@ fn a_caller_deadline_answers_by_the_deadline_and_a_full_pool_refuses_at_once() {
     fifo.release_until(|| status_of(&host, MISBEHAVING).in_flight == 0);
 }
 
-/// The misbehaving fixture's health follows the file `health` of the layout's data directory's parent.
-fn health_tables(layout: &Layout, on_failing: &str) -> (std::path::PathBuf, String) {
+/// A layout with the misbehaving fixture checked every 20 ms (timeout 200 ms, 2 failures, `on_failing`),
+/// `extra` appended to its manifest; its health is what the returned file says. The manifest's path too.
+fn health_layout(on_failing: &str, extra: &str) -> (Layout, std::path::PathBuf, std::path::PathBuf) {
+    let layout = Layout::new();
     let file = layout.data().with_file_name("health");
+    let dir = layout.add_misbehaving("ok");
+    let manifest = dir.join("misbehaving.toml");
+    let text = fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("create = \"ok\"", &format!("create = \"ok\"\nhealth = {:?}", file.to_string_lossy()));
     let tables =
         format!("[health]\ninterval = \"20ms\"\ntimeout = \"200ms\"\nfailures = 2\non_failing = \"{on_failing}\"\n");
-    (file, tables)
+    fs::write(&manifest, text + &tables + extra).unwrap();
+    (layout, file, manifest)
+}
+
+/// A supervised host over `layout`, and its events from before the first load.
+fn supervised_host(layout: &Layout) -> (Arc<Host>, Supervisor, std::sync::mpsc::Receiver<berth::Event>) {
+    let host = Arc::new(layout.host());
+    let supervisor = Supervisor::start(&host).unwrap();
+    let events = host.subscribe();
+    assert!(host.load_all().failures.is_empty());
+    (host, supervisor, events)
 }
 
 /// Failing checks: the first degrades, `failures` in a row fault (calls refused); once the plugin is well,
 /// the probe check after the cool-down closes the breaker. The history keeps both outcomes.
 #[test]
 fn failing_health_checks_degrade_then_fault_and_a_passing_probe_check_recovers() {
-    let layout = Layout::new();
-    let (file, tables) = health_tables(&layout, "fault");
-    let dir = layout.add_misbehaving("ok");
-    let manifest = dir.join("misbehaving.toml");
-    let text = fs::read_to_string(&manifest)
-        .unwrap()
-        .replace("create = \"ok\"", &format!("create = \"ok\"\nhealth = {:?}", file.to_string_lossy()));
-    fs::write(&manifest, text + &tables).unwrap();
-    let host = Arc::new(layout.host());
-    let _supervisor = Supervisor::start(&host).unwrap();
-    let events = host.subscribe();
-    assert!(host.load_all().failures.is_empty());
+    let (layout, file, _) = health_layout("fault", "");
+    let (host, _supervisor, events) = supervised_host(&layout);
     wait_until("a passing check", || {
         status_of(&host, MISBEHAVING).health.is_some_and(|h| h.history.iter().any(|c| c.passed))
     });
@@ -196,21 +203,11 @@ fn failing_health_checks_degrade_then_fault_and_a_passing_probe_check_recovers()
 /// manifest's settings change (a disable and an enable).
 #[test]
 fn a_hanging_health_check_fails_by_its_timeout_and_disable_takes_the_plugin_out_until_its_files_change() {
-    let layout = Layout::new();
+    let (layout, file, manifest) = health_layout("disable", "");
     layout.add_example("greeter");
-    let (file, tables) = health_tables(&layout, "disable");
-    let dir = layout.add_misbehaving("ok");
-    let manifest = dir.join("misbehaving.toml");
-    let text = fs::read_to_string(&manifest)
-        .unwrap()
-        .replace("create = \"ok\"", &format!("create = \"ok\"\nhealth = {:?}", file.to_string_lossy()));
-    fs::write(&manifest, text + &tables).unwrap();
     let fifo = Fifo::new(layout.data().with_file_name("health.fifo"));
     fs::write(&file, format!("wait {}", fifo.path())).unwrap();
-    let host = Arc::new(layout.host());
-    let _supervisor = Supervisor::start(&host).unwrap();
-    let events = host.subscribe();
-    assert!(host.load_all().failures.is_empty());
+    let (host, _supervisor, events) = supervised_host(&layout);
 
     let degraded = wait_for(&events, EVENTS, |e| e.kind == EventKind::Degraded);
     assert_eq!(degraded.detail, "a health check failed: no answer within its timeout of 200 ms");
@@ -242,18 +239,8 @@ fn a_hanging_health_check_fails_by_its_timeout_and_disable_takes_the_plugin_out_
 /// `on_failing = "reload"`: failing checks load a fresh generation from the same files.
 #[test]
 fn failing_health_checks_with_reload_load_a_fresh_generation() {
-    let layout = Layout::new();
-    let (file, tables) = health_tables(&layout, "reload");
-    let dir = layout.add_misbehaving("ok");
-    let manifest = dir.join("misbehaving.toml");
-    let text = fs::read_to_string(&manifest)
-        .unwrap()
-        .replace("create = \"ok\"", &format!("create = \"ok\"\nhealth = {:?}", file.to_string_lossy()));
-    fs::write(&manifest, text + &tables).unwrap();
-    let host = Arc::new(layout.host());
-    let _supervisor = Supervisor::start(&host).unwrap();
-    let events = host.subscribe();
-    assert!(host.load_all().failures.is_empty());
+    let (layout, file, _) = health_layout("reload", "");
+    let (host, _supervisor, events) = supervised_host(&layout);
     fs::write(&file, "fail").unwrap();
     let reloaded = berth_tests::wait_for_reload(&events, MISBEHAVING);
     assert_eq!(reloaded.generation, Some(2));
@@ -265,14 +252,7 @@ fn failing_health_checks_with_reload_load_a_fresh_generation() {
 /// deadline, and say so when the plugin does not answer in time. `berth run` shows health checks live.
 #[test]
 fn the_cli_answers_by_the_call_timeout_and_run_shows_health_live() {
-    let layout = Layout::new();
-    let (file, tables) = health_tables(&layout, "fault");
-    let dir = layout.add_misbehaving("ok");
-    let manifest = dir.join("misbehaving.toml");
-    let text = fs::read_to_string(&manifest)
-        .unwrap()
-        .replace("create = \"ok\"", &format!("create = \"ok\"\nhealth = {:?}", file.to_string_lossy()));
-    fs::write(&manifest, text + &tables + "[limits]\ncall_timeout = \"200ms\"\n").unwrap();
+    let (layout, file, _) = health_layout("fault", "[limits]\ncall_timeout = \"200ms\"\n");
     let fifo = Fifo::new(layout.data().with_file_name("hang.fifo"));
 
     let started = Instant::now();

@@ -133,7 +133,7 @@ impl HostState {
     pub(crate) fn reconcile(&self, scope: &Scope) -> LoadReport {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut report = LoadReport::default();
-        if self.closed.load(Ordering::SeqCst) {
+        if self.is_closed() {
             return report;
         }
         let (paths, failures) = discover(&self.config.plugin_dirs);
@@ -342,13 +342,13 @@ impl HostState {
     /// reload is, and the generation serving goes on.
     pub(crate) fn reload_now(&self, name: &PluginName) {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(serving) = self.registry.serving(name).filter(|_| !self.closed.load(Ordering::SeqCst)) else {
+        let Some(serving) = self.registry.serving(name).filter(|_| !self.is_closed()) else {
             return;
         };
         let applied = self.registry.applied(name).map_or_else(|| serving.manifest.clone(), |a| a.manifest);
         let outcome = Manifest::load(&serving.manifest.path)
             .map_err(LoadError::from)
-            .and_then(|manifest| self.reload(&manifest, &serving, &applied, true).map(|_| manifest));
+            .and_then(|manifest| self.reload(&manifest, &serving, &applied, true));
         self.registry.pass_ended();
         if let Err(error) = outcome {
             self.registry.reload_failed(name, None, error.to_string());

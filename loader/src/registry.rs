@@ -21,6 +21,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use berth_plugin_api::abi::PluginError;
 use berth_plugin_api::{ErrorKind, HealthStatus, Interface};
+use crossbeam_utils::CachePadded;
 use serde::{Serialize, de::DeserializeOwned};
 
 pub use crate::breaker::BreakerStatus;
@@ -478,28 +479,17 @@ struct Slot {
     subscribers: Arc<Subscribers>,
     /// Calls in flight, counted while the serving generation has a bulkhead: on a cache line of its own, so
     /// that counting never slows the reads of `current` and `epoch` every call makes.
-    in_flight: CacheLine<AtomicU32>,
+    in_flight: CachePadded<AtomicU32>,
     /// Calls the bulkhead refused.
     overloaded: AtomicU64,
     /// Calls the rate limit refused.
     rate_limited: AtomicU64,
     /// Calls past their supervision deadline, as the supervisor's last pass counted them.
     stuck: AtomicU32,
-    /// Calls answered with a timeout.
+    /// Calls that ran past their supervision deadline.
     timeouts: AtomicU64,
     /// The threads that run calls with a caller's deadline, and health checks.
     pool: Arc<Pool>,
-}
-
-/// A value alone on its cache line (128 bytes: two 64-byte lines, for the adjacent-line prefetcher).
-#[repr(align(128))]
-struct CacheLine<T>(T);
-
-impl<T> std::ops::Deref for CacheLine<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
 }
 
 /// A call admitted by the bulkhead, counted in flight until it is dropped (a panic included).
@@ -542,8 +532,9 @@ impl Supervision {
         call_timeout: Option<Duration>,
     ) -> Result<Option<Box<Supervision>>, LoadError> {
         let limits = &manifest.limits;
-        let refuse = |reason: &str| Err(LoadError::Limits { table: "[limits]", reason: reason.to_owned() });
-        let refuse_health = |reason: &str| Err(LoadError::Limits { table: "[health]", reason: reason.to_owned() });
+        let refuse_in = |table, reason: &str| Err(LoadError::Limits { table, reason: reason.to_owned() });
+        let refuse = |reason: &str| refuse_in("[limits]", reason);
+        let refuse_health = |reason: &str| refuse_in("[health]", reason);
         if limits.burst.is_some() && limits.calls_per_second.is_none() {
             return refuse("burst applies to calls_per_second, which is not set; set the rate too, or remove burst");
         }
@@ -570,8 +561,7 @@ impl Supervision {
         if let Some(breaker) = &manifest.breaker
             && (too_long(breaker.window) || too_long(Some(breaker.cool_down)))
         {
-            let reason = "window and cool_down must be at most 24h; lower them".to_owned();
-            return Err(LoadError::Limits { table: "[breaker]", reason });
+            return refuse_in("[breaker]", "window and cool_down must be at most 24h; lower them");
         }
         #[cfg(not(feature = "rate-limit"))]
         if limits.calls_per_second.is_some() {
@@ -711,7 +701,7 @@ impl Slot {
             self.overloaded.fetch_add(1, Ordering::Relaxed);
             return Err(CallError::Overloaded { plugin: self.name.to_string(), limit: limit.get() });
         }
-        Ok(Permit(&self.in_flight.0))
+        Ok(Permit(&self.in_flight))
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, SlotStatus> {
@@ -904,7 +894,7 @@ impl Registry {
                 }),
                 generations: AtomicU64::new(0),
                 subscribers: Arc::clone(&self.subscribers),
-                in_flight: CacheLine(AtomicU32::new(0)),
+                in_flight: CachePadded::new(AtomicU32::new(0)),
                 overloaded: AtomicU64::new(0),
                 rate_limited: AtomicU64::new(0),
                 stuck: AtomicU32::new(0),

@@ -34,9 +34,7 @@ struct Running {
     generation: u64,
     started: Instant,
     at: SystemTime,
-    /// Counted failed already, for not answering within its timeout.
-    overdue: bool,
-    /// When it next counts as failed if it has not answered.
+    /// When it next counts as failed if it has not answered: its timeout, then each interval after.
     fails_at: Instant,
     /// It is the breaker's probe.
     probe: bool,
@@ -119,21 +117,13 @@ impl Slot {
         );
         self.degrade(overrun.generation, reason.clone());
         let current = self.current.load_full();
-        let breaker = current
-            .as_ref()
-            .filter(|g| g.number == overrun.generation)
-            .and_then(|g| g.supervision.as_ref()?.breaker.as_ref());
-        match breaker {
+        let Some(generation) = current.as_deref().filter(|g| g.number == overrun.generation) else { return };
+        let Some(breaker) = generation.supervision.as_ref().and_then(|s| s.breaker.as_ref()) else { return };
+        if breaker.is_probing() {
             // The probe itself hangs: open again, so that a later probe can go through.
-            Some(breaker) if breaker.is_probing() => {
-                self.faulted(overrun.generation, breaker.trip(format!("the probe call failed: {reason}")));
-            }
-            Some(breaker) => {
-                if let Transition::Opened(why) = breaker.record(Some(&reason), false) {
-                    self.faulted(overrun.generation, why);
-                }
-            }
-            None => {}
+            self.faulted(generation.number, breaker.trip(format!("the probe call failed: {reason}")));
+        } else {
+            self.breaker_recorded(generation, breaker.record(Some(&reason), false));
         }
     }
 
@@ -168,7 +158,6 @@ impl Slot {
             if now < running.fails_at {
                 return (running.fails_at - now).max(Duration::from_millis(5));
             }
-            running.overdue = true;
             running.fails_at = now + checks.interval;
             let (at, probe, waited) = (running.at, running.probe, now.saturating_duration_since(running.started));
             drop(status);
@@ -200,8 +189,7 @@ impl Slot {
         track.next_due = Some(now + checks.interval);
         let fails_at = now + checks.timeout;
         let at = SystemTime::now();
-        track.running =
-            Some(Running { generation: generation.number, started: now, at, fails_at, overdue: false, probe });
+        track.running = Some(Running { generation: generation.number, started: now, at, fails_at, probe });
         drop(status);
         let (slot, checked) = (Arc::clone(self), Arc::clone(generation));
         let job: Job = Box::new(move || {
@@ -213,7 +201,7 @@ impl Slot {
         // One thread more than calls with a deadline may hold: those cannot starve the checks.
         if self.pool.run(Slot::pool_threads(Some(generation)) + 1, job).is_err() {
             let detail = "no thread free to run it: the plugin's pool threads are all busy".to_owned();
-            let at = self.status().health.running.take().map_or_else(SystemTime::now, |r| r.at);
+            self.status().health.running = None;
             self.health_result(
                 generation,
                 checks,
@@ -243,8 +231,8 @@ impl Slot {
                 }
             }
         };
-        if running.overdue {
-            // Already counted failed; the late answer is only told.
+        if running.fails_at > running.started + checks.timeout {
+            // Counted failed already, for not answering within its timeout; the late answer is only told.
             tracing::debug!(plugin = %self.name, "a health check answered after its timeout, in {took:?}: {detail}");
             return;
         }

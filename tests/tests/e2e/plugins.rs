@@ -99,7 +99,7 @@ fn a_panic_in_create_is_contained_and_reported_with_its_message() {
     let LoadError::Create { kind, message } = &report.failures[0].error else { panic!("{:?}", report.failures) };
     assert_eq!(*kind, ErrorKind::Panicked);
     assert!(message.contains("create exploded on purpose") && message.contains("src/lib.rs"), "{message}");
-    let status = host.plugins().into_iter().find(|s| s.name.as_str() == "misbehaving").unwrap();
+    let status = berth_tests::status_of(&host, "misbehaving");
     assert_eq!(status.state, PluginState::Failed);
 }
 
@@ -283,7 +283,7 @@ fn the_circuit_breaker_opens_on_failures_refuses_fast_and_closes_on_a_good_probe
     let plugin = host.plugin("misbehaving").unwrap();
     let add = || plugin.call_json::<_, u64>("add", &(1, 2));
     let fail = || plugin.call("fail", b"{}");
-    let status = || host.plugins().into_iter().find(|s| s.name.as_str() == "misbehaving").unwrap();
+    let status = || berth_tests::status_of(&host, "misbehaving");
 
     for _ in 0..2 {
         assert!(matches!(fail(), Err(CallError::Plugin { .. })));
@@ -361,7 +361,7 @@ fn a_rate_limit_refuses_calls_beyond_its_burst_at_once() {
         let greeting: String = host.plugin("greeter").unwrap().call_json("greet", &json!({"name": "ops"})).unwrap();
         assert_eq!(greeting, "Hello, ops!");
     }
-    let status = host.plugins().into_iter().find(|s| s.name.as_str() == "misbehaving").unwrap();
+    let status = berth_tests::status_of(&host, "misbehaving");
     assert_eq!((status.calls_per_second, status.rate_limited), (Some(1), 1));
 
     std::fs::write(&manifest, format!("{text}\n[limits]\nburst = 2\n")).unwrap();

@@ -2,6 +2,7 @@
 //! at all; a TOML file, the `BERTH_PLUGIN_PATH` environment variable and explicit values override the defaults.
 #![forbid(unsafe_code)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ pub use crate::duration::{InvalidDuration, parse_duration};
 use crate::duration::duration;
 use crate::error::ManifestError;
 use crate::guarded;
-use crate::manifest::parse_toml;
+use crate::manifest::{Isolation, Manifest, Narrowing, Permissions, PluginName, parse_toml};
 use crate::trust::{TrustConfig, TrustPolicy, TrustedKey};
 
 /// The environment variable listing plugin directories, separated like `PATH` (`:`; `;` on Windows).
@@ -36,6 +37,66 @@ pub struct HostConfig {
     /// The supervision deadline of plugins whose manifest sets none (`[limits] call_timeout` in the file, as
     /// in a manifest). Default: none.
     pub call_timeout: Option<Duration>,
+    /// Which plugins run in worker processes and how (`[isolation]` in the file).
+    pub isolation: IsolationConfig,
+}
+
+/// Ops' side of process isolation (`[isolation]` in the host configuration file).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct IsolationConfig {
+    /// The worker executable, before `BERTH_WORKER` and `berth-worker` next to the current executable.
+    pub worker: Option<PathBuf>,
+    /// Plugins to run isolated although their manifest does not ask: `"all"` or a list of names.
+    #[serde(default)]
+    pub process: ProcessSelection,
+    /// Refuse to start any isolated plugin whose sandbox the OS cannot fully enforce.
+    #[serde(default)]
+    pub require_sandbox: bool,
+    /// Per plugin, a narrowing of what its manifest's `[permissions]` grant.
+    #[serde(default)]
+    pub permissions: BTreeMap<PluginName, Narrowing>,
+}
+
+/// Which plugins the host configuration isolates on its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ProcessSelection {
+    /// Those listed (none by default).
+    Listed(BTreeSet<PluginName>),
+    /// Every plugin (`process = "all"`).
+    #[default]
+    #[serde(skip)]
+    None,
+    /// `"all"`.
+    Keyword(AllKeyword),
+}
+
+/// The keyword `"all"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AllKeyword {
+    /// Every plugin.
+    All,
+}
+
+impl IsolationConfig {
+    /// Whether the plugin of `manifest` runs in a worker process: its manifest says so, or ops do.
+    pub fn isolates(&self, manifest: &Manifest) -> bool {
+        manifest.isolation == Isolation::Process
+            || match &self.process {
+                ProcessSelection::Keyword(AllKeyword::All) => true,
+                ProcessSelection::Listed(names) => names.contains(&manifest.name),
+                ProcessSelection::None => false,
+            }
+    }
+
+    /// The permissions the plugin of `manifest` runs with: its manifest's, narrowed by ops.
+    pub fn permissions(&self, manifest: &Manifest) -> Permissions {
+        let narrowing = self.permissions.get(&manifest.name).cloned().unwrap_or_default();
+        manifest.permissions.narrowed(&narrowing, self.require_sandbox)
+    }
 }
 
 /// How watching and hot reload behave (`[reload]` in the host configuration file).
@@ -76,6 +137,7 @@ impl Default for HostConfig {
             reload: ReloadConfig::default(),
             trust: TrustConfig::default(),
             call_timeout: None,
+            isolation: IsolationConfig::default(),
         }
     }
 }
@@ -168,6 +230,8 @@ struct ConfigFile {
     trust: TrustFile,
     #[serde(default)]
     limits: LimitsFile,
+    #[serde(default)]
+    isolation: IsolationConfig,
 }
 
 #[derive(Deserialize, Default)]
@@ -215,6 +279,13 @@ impl HostConfig {
     /// keys = []                                       # minisign public keys: a .pub file or the RW... line
     /// strict_modes = true
     /// max_library_mib = 256                           # larger libraries are refused before they are read
+    ///
+    /// [isolation]                                     # optional, defaults shown
+    /// worker = "berth-worker"                         # else $BERTH_WORKER, else next to this executable
+    /// process = []                                    # plugins to isolate anyway, or "all"
+    /// require_sandbox = false                         # true: refuse what the OS cannot fully sandbox
+    /// [isolation.permissions.greeter]                 # narrow a plugin's [permissions]; only takes away
+    /// connect = []
     /// ```
     ///
     /// Values it leaves out keep their defaults.
@@ -245,6 +316,10 @@ impl HostConfig {
             trust.keys.push(key);
         }
         config.call_timeout = file.limits.call_timeout;
+        config.isolation = file.isolation;
+        if let Some(worker) = config.isolation.worker.take() {
+            config.isolation.worker = Some(base.join(worker));
+        }
         let reload = &mut config.reload;
         reload.debounce = file.reload.debounce.unwrap_or(reload.debounce);
         reload.settle = file.reload.settle.unwrap_or(reload.settle);

@@ -517,6 +517,14 @@ pub enum LoadError {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// The plugin is to run in a worker process (`isolation = "process"`) and no worker could serve it: no
+    /// isolator, no worker executable, a sandbox the OS cannot enforce under `require_sandbox`, or the worker
+    /// refused the library (the same checks as an in-process load, reported by the worker).
+    #[error("isolation: {reason}")]
+    Isolation {
+        /// What stands in the way and what to do.
+        reason: String,
+    },
     /// A new library image would be mapped while the images no serving generation uses already reach the
     /// host's limit (libraries are never unmapped). A build already mapped still loads.
     #[error(

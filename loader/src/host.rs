@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::config::HostConfig;
 use crate::digest::sha256_hex;
 use crate::error::{HostError, LoadError, ManifestError};
+use crate::isolation::Isolator;
 use crate::load;
 use crate::manifest::Manifest;
 use crate::reconcile::{HostState, LoadReport, Scope};
@@ -43,6 +44,7 @@ pub struct Host {
 pub struct HostBuilder {
     config: HostConfig,
     observers: Vec<Box<dyn Observer>>,
+    isolator: Option<Arc<dyn Isolator>>,
 }
 
 impl HostBuilder {
@@ -53,14 +55,22 @@ impl HostBuilder {
         self
     }
 
+    /// Runs plugins that ask for it (`isolation = "process"`, or the configuration's `[isolation] process`)
+    /// in worker processes `isolator` starts (`berth_isolate::ProcessIsolator`). Without one, such a plugin is
+    /// refused with [`LoadError::Isolation`](crate::LoadError::Isolation).
+    pub fn isolator(mut self, isolator: Arc<dyn Isolator>) -> HostBuilder {
+        self.isolator = Some(isolator);
+        self
+    }
+
     /// Creates the host; fails only when the private cache or data directory cannot be created or is not
     /// private, or when the record of accepted versions in the data directory cannot be read.
     pub fn build(self) -> Result<Host, HostError> {
-        let HostBuilder { config, observers } = self;
+        let HostBuilder { config, observers, isolator } = self;
         let cache = PrivateCache::open(&config.cache_dir)?;
         let versions = AcceptedVersions::open(&config.data_dir)?;
         let registry = Registry::new(Subscribers::new(observers));
-        Ok(Host { inner: Arc::new(HostState::new(config, cache, versions, registry)) })
+        Ok(Host { inner: Arc::new(HostState::new(config, cache, versions, registry, isolator)) })
     }
 }
 
@@ -72,7 +82,7 @@ impl Host {
 
     /// A host to put together: observers first, then [`HostBuilder::build`].
     pub fn builder(config: HostConfig) -> HostBuilder {
-        HostBuilder { config, observers: Vec::new() }
+        HostBuilder { config, observers: Vec::new(), isolator: None }
     }
 
     /// The configuration the host runs with.

@@ -8,6 +8,7 @@
 //! Paths are written as text (lossily, where a path is not UTF-8); versions as semver text; optional values
 //! as `null`.
 
+use crate::isolation::WorkerStatus;
 use std::path::Path;
 
 use serde::Serialize;
@@ -140,7 +141,7 @@ pub struct HealthCheckJson {
 /// `reason`, `reload_error`, `manifest`, `version`, `generation`, `library`, `sha256`, `trust`,
 /// `retired_generations`, `retired_images`, `retired_bytes`, `max_concurrent_calls`, `in_flight`, `overloaded`,
 /// `breaker`, `calls_per_second`, `rate_limited`, `call_timeout_ms`, `stuck`, `timeouts`, `call_threads`,
-/// `health_checks`), and `health` when it was asked (`berth info`). A document type: build it from a status.
+/// `health_checks`, `worker`: `pid`, `restarts`, `last_crash`, `sandbox` {`enforced`, `missing`}), and `health` when it was asked (`berth info`). A document type: build it from a status.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plugin {
     name: String,
@@ -167,6 +168,7 @@ pub struct Plugin {
     timeouts: u64,
     call_threads: u32,
     health_checks: Option<HealthChecksJson>,
+    worker: Option<WorkerStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     health: Option<HealthJson>,
 }
@@ -205,6 +207,7 @@ impl From<&PluginStatus> for Plugin {
                 failing: report.failing,
                 history: report.history.iter().map(HealthCheckJson::from).collect(),
             }),
+            worker: status.worker.clone(),
             health: None,
         }
     }
@@ -488,7 +491,7 @@ pub enum EventLine {
         plugin: String,
         /// What happened: `progress`, `loaded`, `reloaded`, `reconfigured`, `reload_failed`, `failed`,
         /// `disabled`, `removed`, `retired`, `restored`, `unwatched`, `watched`, `faulted`, `recovered`,
-        /// `degraded`.
+        /// `degraded`, `crashed`, `restarted`.
         kind: &'static str,
         /// Its state after it.
         state: String,
@@ -559,6 +562,8 @@ impl From<&Event> for EventLine {
             EventKind::Faulted => ("faulted", None),
             EventKind::Recovered => ("recovered", None),
             EventKind::Degraded => ("degraded", None),
+            EventKind::Crashed => ("crashed", None),
+            EventKind::Restarted => ("restarted", None),
         };
         EventLine::Event {
             schema: SCHEMA,

@@ -77,6 +77,7 @@ mod host;
 #[cfg(feature = "install")]
 pub mod install;
 mod instance;
+pub mod isolation;
 pub mod json;
 mod keys;
 mod load;
@@ -98,7 +99,7 @@ pub use berth_plugin_api::{ErrorKind, HealthStatus, Interface, ext};
 pub use bundle::Bundle;
 #[cfg(feature = "install")]
 pub use bundle::BundleError;
-pub use config::{HostConfig, Overrides, PLUGIN_PATH_ENV, ReloadConfig};
+pub use config::{HostConfig, IsolationConfig, Overrides, PLUGIN_PATH_ENV, ReloadConfig};
 pub use error::{DependencyProblem, HostError, KeyError, LoadError, LoadFailure, ManifestError};
 pub use host::{Host, HostBuilder, InspectError, SupervisionPass, WouldNotLoad, inspect_library};
 pub use load::LibraryInfo;

@@ -22,7 +22,7 @@ use crate::error::LoadError;
 use crate::manifest::Manifest;
 
 /// What a library reports about itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct LibraryInfo {
     /// The plugin's name (its Cargo package name).
@@ -61,17 +61,22 @@ pub(crate) fn check_api_requirement(manifest: &Manifest) -> Result<(), LoadError
 
 /// The library must report the manifest's name and version: the two belong together.
 pub(crate) fn check_metadata(manifest: &Manifest, info: &LibraryInfo) -> Result<(), LoadError> {
-    if info.name != manifest.name.as_str() {
+    check_identity(manifest.name.as_str(), &manifest.version, info)
+}
+
+/// The library must report `name` at `version` (a manifest's, handed to a worker).
+pub(crate) fn check_identity(name: &str, version: &Version, info: &LibraryInfo) -> Result<(), LoadError> {
+    if info.name != name {
         return Err(LoadError::MetadataMismatch {
             field: "name",
-            manifest: manifest.name.to_string(),
+            manifest: name.to_owned(),
             library: info.name.clone(),
         });
     }
-    if Version::parse(&info.version).ok().as_ref() != Some(&manifest.version) {
+    if Version::parse(&info.version).ok().as_ref() != Some(version) {
         return Err(LoadError::MetadataMismatch {
             field: "version",
-            manifest: manifest.version.to_string(),
+            manifest: version.to_string(),
             library: info.version.clone(),
         });
     }

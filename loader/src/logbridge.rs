@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use abi_stable::sabi_trait::TD_Opaque;
-use berth_plugin_api::abi::{HostContext, HostLogger, HostLogger_TO, LogLevel, LogRecord};
+use berth_plugin_api::abi::{HostContext, HostLogger, HostLogger_TO, HostLoggerObject, LogLevel, LogRecord};
 use tracing::level_filters::LevelFilter;
 
 struct PluginLog {
@@ -62,14 +62,29 @@ impl HostLogger for PluginLog {
 
 /// The context handed to a new instance of `plugin` at `version`, generation `generation`.
 pub(crate) fn context(plugin: &str, version: &str, generation: u64) -> HostContext {
-    let max_level = match LevelFilter::current() {
+    HostContext {
+        plugin: plugin.into(),
+        generation,
+        max_level: max_level(),
+        logger: logger(plugin, version, generation),
+    }
+}
+
+/// The most verbose level the host's subscriber records now.
+pub(crate) fn max_level() -> LogLevel {
+    match LevelFilter::current() {
         LevelFilter::OFF => LogLevel::Off,
         LevelFilter::ERROR => LogLevel::Error,
         LevelFilter::WARN => LogLevel::Warn,
         LevelFilter::INFO => LogLevel::Info,
         LevelFilter::DEBUG => LogLevel::Debug,
         _ => LogLevel::Trace,
-    };
+    }
+}
+
+/// The logger of generation `generation` of `plugin` at `version`: its records become events of the host's
+/// subscriber. A worker process forwards its plugin's records to it.
+pub fn logger(plugin: &str, version: &str, generation: u64) -> HostLoggerObject {
     let log = PluginLog { plugin: plugin.to_owned(), version: version.to_owned(), generation };
-    HostContext { plugin: plugin.into(), generation, max_level, logger: HostLogger_TO::from_value(log, TD_Opaque) }
+    HostLogger_TO::from_value(log, TD_Opaque)
 }

@@ -63,6 +63,10 @@ pub struct Manifest {
     pub breaker: Option<Breaker>,
     /// The `[health]` table: health checks on an interval. `None`: the host never asks on its own.
     pub health: Option<HealthChecks>,
+    /// Where the plugin runs: in the host process (the default) or in a worker process of its own.
+    pub isolation: Isolation,
+    /// The `[permissions]` table: what the plugin may touch when it runs isolated (nothing, unless granted).
+    pub permissions: Permissions,
 }
 
 /// The `[breaker]` table: the circuit breaker. Failed calls (errors and panics) count; once `failures` of them
@@ -230,6 +234,8 @@ impl Manifest {
             limits: raw.limits,
             breaker: raw.breaker,
             health: raw.health,
+            isolation: raw.isolation,
+            permissions: raw.permissions,
         })
     }
 
@@ -363,6 +369,10 @@ struct RawManifest {
     limits: Limits,
     breaker: Option<Breaker>,
     health: Option<HealthChecks>,
+    #[serde(default)]
+    isolation: Isolation,
+    #[serde(default)]
+    permissions: Permissions,
 }
 
 impl<'de> Deserialize<'de> for LibraryFile {
@@ -598,5 +608,128 @@ when = 1979-05-27T07:32:00Z
     fn syntax_errors_point_at_the_line() {
         let (line, _, _) = invalid("name = \"a\"\nversion = \n");
         assert_eq!(line, 2);
+    }
+}
+
+/// Where a plugin runs (`isolation` in its manifest; the host configuration's `[isolation] process` can move it
+/// out, never back in).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// In the host process: calls are direct calls (nanoseconds); an abort or a segfault ends the host.
+    #[default]
+    InProcess,
+    /// In a worker process of its own, sandboxed (`[permissions]`): calls cross shared memory (microseconds);
+    /// a crash ends only the worker, which is restarted.
+    Process,
+}
+
+/// What an isolated plugin may touch (`[permissions]` in its manifest, narrowed by the host configuration's
+/// `[isolation.permissions.NAME]`). Everything not granted is refused by the OS with an error the plugin can
+/// handle (`EACCES`, `EAGAIN`); on Linux through Landlock, rlimits and a pids cgroup.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Permissions {
+    /// Absolute paths (files or directories, with everything below) the plugin may read.
+    #[serde(default)]
+    pub read: Vec<PathBuf>,
+    /// Absolute paths the plugin may read, write, create and remove files in.
+    #[serde(default)]
+    pub write: Vec<PathBuf>,
+    /// TCP ports the plugin may connect to (any address). None: no TCP connections at all.
+    #[serde(default)]
+    pub connect: Vec<u16>,
+    /// TCP ports the plugin may bind. None: no listening.
+    #[serde(default)]
+    pub bind: Vec<u16>,
+    /// The most heap (private writable memory) the worker may map, in MiB; past it allocation fails.
+    pub memory_mib: Option<u64>,
+    /// The most CPU time the worker may use, in seconds, over its life; past it the OS stops it.
+    pub cpu_seconds: Option<u64>,
+    /// How many threads the plugin may start beyond the worker's own.
+    pub threads: Option<u32>,
+    /// Refuse to start the plugin when the OS cannot enforce all of this (fail closed), instead of a warning.
+    #[serde(default)]
+    pub require_sandbox: bool,
+}
+
+/// Ops' narrowing of a plugin's permissions (`[isolation.permissions.NAME]` in the host configuration): the
+/// same keys, each of which can only take away.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Narrowing {
+    /// Only these paths (and what is below them) of the publisher's grants stay granted.
+    pub read: Option<Vec<PathBuf>>,
+    /// Only these paths (and what is below them) of the publisher's write grants stay granted.
+    pub write: Option<Vec<PathBuf>>,
+    /// Only these of the publisher's ports stay granted.
+    pub connect: Option<Vec<u16>>,
+    /// Only these of the publisher's ports stay granted.
+    pub bind: Option<Vec<u16>>,
+    /// A lower heap limit (the lower of the two applies).
+    pub memory_mib: Option<u64>,
+    /// A lower CPU time limit.
+    pub cpu_seconds: Option<u64>,
+    /// A lower thread limit.
+    pub threads: Option<u32>,
+    /// Fail closed even where the publisher did not ask to.
+    pub require_sandbox: Option<bool>,
+}
+
+impl Permissions {
+    /// The permissions left after ops' `narrowing`: never more than the publisher asked for.
+    pub fn narrowed(&self, narrowing: &Narrowing, require_sandbox: bool) -> Permissions {
+        fn paths(granted: &[PathBuf], allowed: &Option<Vec<PathBuf>>) -> Vec<PathBuf> {
+            let Some(allowed) = allowed else { return granted.to_vec() };
+            let mut kept = std::collections::BTreeSet::new();
+            for grant in granted {
+                for allow in allowed {
+                    if grant.starts_with(allow) {
+                        kept.insert(grant.clone());
+                    } else if allow.starts_with(grant) {
+                        kept.insert(allow.clone());
+                    }
+                }
+            }
+            kept.into_iter().collect()
+        }
+        fn ports(granted: &[u16], allowed: &Option<Vec<u16>>) -> Vec<u16> {
+            granted
+                .iter()
+                .copied()
+                .filter(|port| allowed.as_ref().is_none_or(|allowed| allowed.contains(port)))
+                .collect()
+        }
+        fn lower<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        Permissions {
+            read: paths(&self.read, &narrowing.read),
+            write: paths(&self.write, &narrowing.write),
+            connect: ports(&self.connect, &narrowing.connect),
+            bind: ports(&self.bind, &narrowing.bind),
+            memory_mib: lower(self.memory_mib, narrowing.memory_mib),
+            cpu_seconds: lower(self.cpu_seconds, narrowing.cpu_seconds),
+            threads: lower(self.threads, narrowing.threads),
+            require_sandbox: self.require_sandbox || narrowing.require_sandbox.unwrap_or(false) || require_sandbox,
+        }
+    }
+
+    /// A refusal of what cannot be a grant: a relative path.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        for (key, path) in self.read.iter().map(|p| ("read", p)).chain(self.write.iter().map(|p| ("write", p))) {
+            if !path.is_absolute() {
+                return Err(format!(
+                    "{key}: {} is not an absolute path; grant paths as absolute paths",
+                    path.display()
+                ));
+            }
+        }
+        Ok(())
     }
 }

@@ -18,13 +18,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use berth_plugin_api::ErrorKind;
-use berth_plugin_api::ext::{reconfigure::ReconfigureV1, state::StateV1};
 use semver::Version;
 
 use crate::config::HostConfig;
 use crate::discover::discover;
 use crate::error::{DependencyProblem, LoadError, LoadFailure, ManifestError};
 use crate::instance::Instance;
+use crate::isolation::{Isolator, Worker, WorkerSpec};
 use crate::load;
 use crate::logbridge;
 use crate::manifest::{Manifest, PluginName};
@@ -90,6 +90,8 @@ pub(crate) struct HostState {
     closed: AtomicBool,
     /// Supervision passes that run (see [`crate::Host::supervision`]).
     pub supervisors: std::sync::atomic::AtomicUsize,
+    /// Starts the workers of isolated plugins ([`crate::HostBuilder::isolator`]).
+    isolator: Option<Arc<dyn Isolator>>,
 }
 
 /// Whether a reload replaced the serving generation.
@@ -105,6 +107,7 @@ impl HostState {
         cache: PrivateCache,
         versions: AcceptedVersions,
         registry: Registry,
+        isolator: Option<Arc<dyn Isolator>>,
     ) -> HostState {
         HostState {
             config,
@@ -114,6 +117,7 @@ impl HostState {
             lock: Mutex::new(()),
             closed: AtomicBool::new(false),
             supervisors: Default::default(),
+            isolator,
         }
     }
 
@@ -262,9 +266,9 @@ impl HostState {
         let reload = if library_changed {
             true
         } else if config_changed {
-            match generation.extension::<ReconfigureV1>() {
-                Ok(Some(reconfigure)) => {
-                    match reconfigure.reconfigure(&manifest.config_json()) {
+            match generation.instance.reconfigure(&manifest.config_json()) {
+                Some(answer) => {
+                    match answer {
                         Ok(()) => {
                             self.registry.applied_in_place(Applied { manifest: manifest.clone(), ..applied }, true);
                             report.reconfigured.push(name.clone());
@@ -282,7 +286,7 @@ impl HostState {
                     false
                 }
                 // No reconfiguration (or an incompatible one): the new config arrives with a new generation.
-                Ok(None) | Err(_) => true,
+                None => true,
             }
         } else {
             // Recorded as it is (which also clears a refused reload that was undone by putting the files back).
@@ -328,11 +332,15 @@ impl HostState {
         // The durable write (fsyncs) before the export: calls the old generation serves after the export are
         // lost to the new one, so the window between export and swap holds only the export and the import.
         self.versions.record(&[manifest]).map_err(|reason| self.versions.record_error(&reason))?;
-        if let Some(hand_over) = hand_over {
-            let started = Instant::now();
-            hand_over.transfer()?;
-            generation.handed_over = Some(started.elapsed());
-        }
+        let handed_over = match hand_over {
+            Some(hand_over) => {
+                let started = Instant::now();
+                hand_over.transfer()?;
+                Some(started.elapsed())
+            }
+            None => None,
+        };
+        generation.handed_over = handed_over;
         self.activate(vec![generation]);
         Ok(Reload::Swapped)
     }
@@ -457,25 +465,67 @@ impl HostState {
             );
         }
         let copy = self.cache.store(&verified.sha256, &verified.bytes)?;
-        let module = load::open(&copy)?;
-        // Mapped from now on, whether or not this generation ever serves.
-        self.registry.record_library(manifest, &verified.sha256, verified.stamp.len());
-        progress(PluginState::Loaded, format!("plugin-api {}", module.info.api_version));
-        load::check_metadata(manifest, &module.info)?;
-        let number = self.registry.next_generation(manifest);
-        let context = logbridge::context(manifest.name.as_str(), &module.info.version, number);
-        let object = load::create(&module, &manifest.config_json(), context)?;
+        let (number, instance, library) = if self.config.isolation.isolates(manifest) {
+            let number = self.registry.next_generation(manifest);
+            let worker = self.start_worker(manifest, number, &copy, supervision.as_deref())?;
+            let info = worker.info().clone();
+            let pid = worker.status().pid.map(|pid| format!(", worker process {pid}")).unwrap_or_default();
+            progress(PluginState::Loaded, format!("plugin-api {}{pid}", info.api_version));
+            (number, Instance::Isolated(worker), info)
+        } else {
+            let module = load::open(&copy)?;
+            // Mapped from now on, whether or not this generation ever serves.
+            self.registry.record_library(manifest, &verified.sha256, verified.stamp.len());
+            progress(PluginState::Loaded, format!("plugin-api {}", module.info.api_version));
+            load::check_metadata(manifest, &module.info)?;
+            let number = self.registry.next_generation(manifest);
+            let context = logbridge::context(manifest.name.as_str(), &module.info.version, number);
+            let object = load::create(&module, &manifest.config_json(), context)?;
+            (number, Instance::InProcess(object), module.info)
+        };
         Ok(Generation {
             number,
             manifest: manifest.clone(),
-            library: module.info,
+            library,
             sha256: verified.sha256,
             stamp: verified.stamp,
             trust: verified.trust,
-            instance: Instance::InProcess(object),
+            instance,
             supervision,
             interfaces: Interfaces::default(),
             handed_over: None,
+        })
+    }
+
+    /// Starts generation `number` of `manifest`'s plugin in a worker process, from the private copy `copy`.
+    fn start_worker(
+        &self,
+        manifest: &Manifest,
+        number: u64,
+        copy: &Path,
+        supervision: Option<&Supervision>,
+    ) -> Result<Box<dyn Worker>, LoadError> {
+        let refuse = |reason: String| LoadError::Isolation { reason };
+        let isolator = self.isolator.as_ref().ok_or_else(|| {
+            refuse("this host cannot start worker processes: build it with an isolator (HostBuilder::isolator(berth_isolate::ProcessIsolator::new()), as `berth run` does), or run the plugin in-process".to_owned())
+        })?;
+        let permissions = self.config.isolation.permissions(manifest);
+        permissions.check().map_err(|reason| refuse(format!("[permissions] {reason}")))?;
+        let library = std::fs::File::open(copy)
+            .map_err(|e| refuse(format!("cannot open the private copy {}: {e}", copy.display())))?;
+        isolator.start(WorkerSpec {
+            plugin: manifest.name.clone(),
+            version: manifest.version.clone(),
+            generation: number,
+            library,
+            library_path: copy.to_owned(),
+            config_json: manifest.config_json(),
+            permissions,
+            call_timeout: supervision.and_then(|s| s.deadline).map(|t| t.duration()),
+            threads: manifest.limits.max_concurrent_calls.map_or(8, |limit| limit.get().min(64)),
+            worker: self.config.isolation.worker.clone(),
+            max_level: logbridge::max_level(),
+            events: self.registry.worker_events(manifest, number),
         })
     }
 
@@ -661,48 +711,57 @@ fn same_library_and_metadata(a: &Manifest, b: &Manifest) -> bool {
         && a.dependencies == b.dependencies
         && a.limits == b.limits
         && a.breaker == b.breaker
+        && a.isolation == b.isolation
+        && a.permissions == b.permissions
 }
 
 /// Checks that the serving generation's state (`berth.state/1`) can go to the new one, before anything is
 /// exported: both provide the interface, with the layout the host expects, and the new one reads the schema.
-fn prepare_hand_over(serving: &Generation, new: &Generation) -> Result<Option<HandOver>, LoadError> {
+fn prepare_hand_over<'a>(serving: &'a Generation, new: &'a Generation) -> Result<Option<HandOver<'a>>, LoadError> {
     let refuse = |reason: String| LoadError::StateHandover { reason };
-    let old = serving
-        .extension::<StateV1>()
-        .map_err(|e| refuse(format!("the serving generation's berth.state/1 has another layout: {e}")))?;
-    let Some(old) = old else { return Ok(None) };
-    let new = new
-        .extension::<StateV1>()
-        .map_err(|e| refuse(format!("the new version's berth.state/1 has another layout: {e}")))?
+    let schema = serving
+        .instance
+        .state_schema()
+        .map_err(|e| refuse(format!("the serving generation's berth.state/1 cannot be used: {e}")))?;
+    let Some(schema) = schema else { return Ok(None) };
+    let readable = new
+        .instance
+        .state_schema()
+        .map_err(|e| refuse(format!("the new version's berth.state/1 cannot be used: {e}")))?
         .ok_or_else(|| {
             refuse(
                 "the new version does not import state (berth.state/1), so the serving generation's state would be lost; disable and re-enable the plugin to start it without its state"
                     .to_owned(),
             )
         })?;
-    let (schema, readable) = (old.schema(), new.schema());
     if schema > readable {
         return Err(refuse(format!(
             "the serving generation's state is in schema {schema} but the new version reads up to schema {readable} (a downgrade?); install a version that reads schema {schema}"
         )));
     }
-    Ok(Some(HandOver { old, new, schema }))
+    Ok(Some(HandOver { old: serving, new, schema }))
 }
 
 /// A state hand-over checked and ready: the serving generation's state, exported, goes to the new one.
-struct HandOver {
-    old: <StateV1 as berth_plugin_api::Interface>::Handle,
-    new: <StateV1 as berth_plugin_api::Interface>::Handle,
+struct HandOver<'a> {
+    old: &'a Generation,
+    new: &'a Generation,
     schema: u32,
 }
 
-impl HandOver {
+impl HandOver<'_> {
     /// Exports the serving generation's state and imports it into the new one.
     fn transfer(self) -> Result<(), LoadError> {
         let refuse = |reason: String| LoadError::StateHandover { reason };
-        let state =
-            self.old.export().map_err(|e| refuse(format!("the serving generation could not export it: {e}")))?;
-        self.new.import(self.schema, &state).map_err(|e| refuse(format!("the new version refused it: {e}")))
+        let state = self
+            .old
+            .instance
+            .export_state()
+            .map_err(|e| refuse(format!("the serving generation could not export it: {e}")))?;
+        self.new
+            .instance
+            .import_state(self.schema, &state)
+            .map_err(|e| refuse(format!("the new version refused it: {e}")))
     }
 }
 

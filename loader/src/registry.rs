@@ -29,6 +29,7 @@ use crate::breaker::{Admit, CircuitBreaker, Transition};
 use crate::deadline::{self, Name, Outcome, Timeout};
 use crate::error::LoadError;
 use crate::instance::Instance;
+use crate::isolation::{Failure, WorkerEvent, WorkerStatus};
 use crate::load::LibraryInfo;
 use crate::manifest::{Breaker, Manifest, OnFailing, PluginName};
 use crate::pool::Pool;
@@ -128,6 +129,11 @@ pub enum EventKind {
     Recovered,
     /// A call is stuck past its deadline, or a health check failed: it serves, degraded. `detail` says which.
     Degraded,
+    /// The worker process of an isolated plugin died (`detail`: the signal or exit status and its last words);
+    /// calls fail with [`CallError::Crashed`] until it is restarted.
+    Crashed,
+    /// A new worker process serves after a crash.
+    Restarted,
 }
 
 /// A lifecycle event, as subscribers receive it.
@@ -174,6 +180,8 @@ impl fmt::Display for Event {
             EventKind::Faulted => write!(f, "{plugin}: faulted, calls refused: {}", self.detail),
             EventKind::Recovered => write!(f, "{plugin}: recovered, {version}{generation} serves: {}", self.detail),
             EventKind::Degraded => write!(f, "{plugin}: degraded, {version}{generation} serves: {}", self.detail),
+            EventKind::Crashed => write!(f, "{plugin}: crashed, {version}{generation}: {}", self.detail),
+            EventKind::Restarted => write!(f, "{plugin}: restarted, {version}{generation}: {}", self.detail),
         }
     }
 }
@@ -234,6 +242,8 @@ pub struct PluginStatus {
     pub call_threads: u32,
     /// The health checks (`[health]`), if the serving generation has them.
     pub health: Option<HealthReport>,
+    /// The worker process, when the serving generation runs isolated (`isolation = "process"`).
+    pub worker: Option<WorkerStatus>,
 }
 
 /// What a plugin's health checks found lately ([`PluginStatus::health`]).
@@ -314,10 +324,7 @@ impl Generation {
     /// The extension interface `I` of this generation's instance, layout-checked: `None` when the plugin does
     /// not provide it, an error (the first layout difference) when it does with another layout.
     pub(crate) fn extension<I: Interface>(&self) -> Result<Option<I::Handle>, String> {
-        let Some(extension) = self.instance.extension(I::ID) else {
-            return Ok(None);
-        };
-        extension.into_object::<I>().map(|object| Some(I::handle(object))).map_err(|mismatch| mismatch.summary)
+        self.instance.extension_handle::<I>()
     }
 
     /// This generation's interface `I`, asked for and layout-checked.
@@ -375,7 +382,7 @@ impl<I: Interface> Resolved<I> {
         f: impl FnOnce(&I::Handle) -> Result<T, PluginError>,
     ) -> Result<T, CallError> {
         match &self.0 {
-            Ok(handle) => f(handle).map_err(|error| plugin.failed_call(generation, I::ID, error)),
+            Ok(handle) => f(handle).map_err(|error| plugin.failed_call(generation, I::ID, Failure::Plugin(error))),
             Err(reason) => Err(plugin.unusable(I::ID, reason)),
         }
     }
@@ -653,6 +660,7 @@ fn supervised<R>(
     let Some(breaker) = &supervision.breaker else { return result };
     let failure = match &result {
         Err(CallError::Plugin { message, .. }) => Some(message.as_str()),
+        Err(CallError::Crashed { reason, .. }) => Some(reason.as_str()),
         _ => None,
     };
     slot.breaker_recorded(generation, breaker.record(failure, probe));
@@ -711,7 +719,11 @@ impl Slot {
     fn emit(&self, kind: EventKind, state: PluginState, generation: Option<u64>, version: String, detail: String) {
         let event = Event { plugin: self.name.clone(), kind, state, generation, version, detail };
         match event.kind {
-            EventKind::Failed | EventKind::ReloadFailed | EventKind::Unwatched | EventKind::Faulted => {
+            EventKind::Failed
+            | EventKind::ReloadFailed
+            | EventKind::Unwatched
+            | EventKind::Faulted
+            | EventKind::Crashed => {
                 tracing::warn!(plugin = %self.name, "{event}")
             }
             EventKind::Progress => tracing::debug!(plugin = %self.name, "{event}"),
@@ -791,6 +803,36 @@ impl Slot {
     fn faulted(&self, number: u64, reason: String) {
         let from = |state| matches!(state, PluginState::Active | PluginState::Degraded | PluginState::Faulted);
         self.breaker_moved(number, from, PluginState::Faulted, Some(reason.clone()), EventKind::Faulted, reason);
+    }
+
+    /// What the worker of generation `number` reports, as events: a crash degrades the plugin until the
+    /// restart; a worker that cannot be restarted takes the generation out of service.
+    fn worker_event(&self, number: u64, event: WorkerEvent) {
+        let serving = |state| matches!(state, PluginState::Active | PluginState::Degraded);
+        match event {
+            WorkerEvent::Crashed { pid, reason, restart_in } => {
+                let detail = format!("worker process {pid} {reason}; restarting it in {} ms", restart_in.as_millis());
+                self.breaker_moved(
+                    number,
+                    serving,
+                    PluginState::Degraded,
+                    Some(detail.clone()),
+                    EventKind::Crashed,
+                    detail,
+                );
+            }
+            WorkerEvent::Restarted { pid } => {
+                let detail = format!("worker process {pid} serves");
+                let degraded = |state| state == PluginState::Degraded;
+                self.breaker_moved(number, degraded, PluginState::Active, None, EventKind::Restarted, detail);
+            }
+            WorkerEvent::GaveUp { reason } => {
+                let Some(current) = self.current.load_full().filter(|g| g.number == number) else { return };
+                if self.take_out(&current) {
+                    self.record(PluginState::Failed, Some(number), format!("generation {number}: {reason}"));
+                }
+            }
+        }
     }
 
     /// The breaker of generation `number` closed: a `Faulted` plugin serves again.
@@ -966,6 +1008,16 @@ impl Registry {
     /// The next generation number for this plugin.
     pub(crate) fn next_generation(&self, manifest: &Manifest) -> u64 {
         self.slot(manifest).generations.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Where the worker of generation `number` of `manifest`'s plugin reports its crashes and restarts.
+    pub(crate) fn worker_events(&self, manifest: &Manifest, number: u64) -> Arc<dyn Fn(WorkerEvent) + Send + Sync> {
+        let slot = Arc::downgrade(&self.slot(manifest));
+        Arc::new(move |event| {
+            if let Some(slot) = slot.upgrade() {
+                slot.worker_event(number, event);
+            }
+        })
     }
 
     /// The generation serving `name`, if any.
@@ -1182,6 +1234,10 @@ impl Registry {
                     timeouts: slot.timeouts.load(Ordering::Relaxed),
                     call_threads: slot.pool.threads(),
                     health: current.as_ref().and_then(|g| g.manifest.health).map(|_| status.health.report()),
+                    worker: current.as_ref().and_then(|g| match &g.instance {
+                        Instance::Isolated(worker) => Some(worker.status()),
+                        Instance::InProcess(_) => None,
+                    }),
                 }
             })
             .collect()
@@ -1458,7 +1514,8 @@ impl PluginHandle {
     pub fn health(&self) -> Result<Health, CallError> {
         let current = self.slot.current.load();
         let generation = current.as_ref().ok_or_else(|| self.slot.not_active())?;
-        let (status, detail) = generation.instance.health();
+        let (status, detail) =
+            generation.instance.health().map_err(|failure| self.failed_call(generation, "health", failure))?;
         Ok(Health { status, detail })
     }
 
@@ -1496,12 +1553,18 @@ impl PluginHandle {
     /// The error of a call (`what`) that `generation` answered with `error`; a panic takes the generation out of
     /// service.
     #[cold]
-    fn failed_call(&self, generation: &Arc<Generation>, what: &str, error: PluginError) -> CallError {
+    fn failed_call(&self, generation: &Arc<Generation>, what: &str, failure: Failure) -> CallError {
+        let plugin = self.slot.name.to_string();
+        let error = match failure {
+            Failure::Plugin(error) => error,
+            Failure::Crashed(reason) => return CallError::Crashed { plugin, generation: generation.number, reason },
+            Failure::Timeout(after) => return CallError::Timeout { plugin, method: what.to_owned(), after },
+        };
         let message = error.message.into_string();
         if error.kind == ErrorKind::Panicked {
             self.fault(generation, &format!("panicked in {what}: {message}"));
         }
-        CallError::Plugin { plugin: self.slot.name.to_string(), kind: error.kind, message }
+        CallError::Plugin { plugin, kind: error.kind, message }
     }
 
     /// Takes `generation` out of service after a panic (unless a newer one already replaced it).
@@ -1610,6 +1673,17 @@ pub enum CallError {
         method: String,
         /// How long the caller waited, or the call ran.
         after: Duration,
+    },
+    /// The worker process of an isolated plugin (`isolation = "process"`) died before it answered (or is being
+    /// restarted after it died). The host and the other plugins are unaffected; the worker is restarted.
+    #[error("plugin {plugin:?} (generation {generation}): its worker process {reason}; the call was not answered")]
+    Crashed {
+        /// The plugin.
+        plugin: String,
+        /// The generation whose worker died.
+        generation: u64,
+        /// How: the signal or exit status, what the worker last wrote, and when it is restarted.
+        reason: String,
     },
     /// A call with a caller's deadline (or a health check) found all the plugin's own threads busy, with
     /// calls that have not returned: refused at once, without reaching it.

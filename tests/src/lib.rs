@@ -58,7 +58,7 @@ pub fn built() -> &'static Path {
         let root = root();
         cargo_build(
             &root.join("Cargo.toml"),
-            &["berth-cli", "cargo-berth", "greeter", "quota", "text-filters", "webhook-signer"],
+            &["berth-cli", "berth-isolate", "cargo-berth", "greeter", "quota", "text-filters", "webhook-signer"],
         );
         // Same dependency versions as the workspace.
         fs::copy(root.join("Cargo.lock"), root.join("tests/fixtures/Cargo.lock")).expect("copy Cargo.lock");
@@ -78,6 +78,11 @@ pub fn append_to_manifest(manifest: &Path, tables: &str) -> String {
     let text = fs::read_to_string(manifest).unwrap();
     fs::write(manifest, format!("{text}\n{tables}")).unwrap();
     text
+}
+
+/// The worker executable (`berth-worker`), built next to the `berth` binary.
+pub fn worker_bin() -> PathBuf {
+    built().join(format!("berth-worker{}", env::consts::EXE_SUFFIX))
 }
 
 /// The `berth` binary.
@@ -355,6 +360,11 @@ pub fn manifest(name: &str, version: &str, library: &str, extra: &str) -> String
     format!("name = {name:?}\nversion = {version:?}\napi = \"^1.0\"\n{extra}\n[library]\nlinux = {library:?}\n")
 }
 
+/// A host of `config` that runs isolated plugins in worker processes, as `berth run` does.
+pub fn isolating(config: HostConfig) -> Host {
+    Host::builder(config).isolator(std::sync::Arc::new(berth_isolate::ProcessIsolator::new())).build().unwrap()
+}
+
 /// A temporary host layout: `plugins/` (one directory per plugin) and a private `cache/`.
 pub struct Layout {
     dir: TempDir,
@@ -405,6 +415,7 @@ impl Layout {
         config.plugin_dirs = vec![self.plugins()];
         config.cache_dir = self.cache();
         config.data_dir = self.data();
+        config.isolation.worker = Some(worker_bin());
         config
     }
 
@@ -431,7 +442,7 @@ impl Layout {
 
     /// A host over this layout.
     pub fn host(&self) -> Host {
-        Host::new(self.config()).unwrap()
+        isolating(self.config())
     }
 
     /// The configuration for watching tests: a short debounce (50 ms) and settle time (1 s).
@@ -712,6 +723,17 @@ impl BerthRun {
                 Err(_) => panic!("berth run did not print the expected line; it printed:\n{}", self.seen.join("\n")),
             }
         }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills it with SIGKILL, as the OOM killer or `kill -9` would, and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// Stops it as ops would (SIGTERM), checks that it exits 0, and returns the lines it printed since the

@@ -250,7 +250,7 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
     if let Command::Run { call, every, json } = &cli.command {
         return running::run_host(config, call.as_deref(), *every, *json);
     }
-    let host = Host::new(config).map_err(|e| e.to_string())?;
+    let host = Host::builder(config).isolator(isolator()).build().map_err(|e| e.to_string())?;
     // Deadlines and health checks are watched from the first load on, as in `berth run`.
     let _supervisor = berth_runtime::Supervisor::start(&host).map_err(|e| format!("cannot start supervision: {e}"))?;
     let report = host.load_all();
@@ -261,4 +261,9 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
         Command::Info { target, json } => info::info(&host, &report, target, *json),
         _ => unreachable!("handled above"),
     }
+}
+
+/// Starts isolated plugins' workers: `berth-worker` from `[isolation] worker`, `BERTH_WORKER`, or next to `berth`.
+pub(crate) fn isolator() -> std::sync::Arc<dyn berth::isolation::Isolator> {
+    std::sync::Arc::new(berth_isolate::ProcessIsolator::new())
 }

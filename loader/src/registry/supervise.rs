@@ -194,7 +194,8 @@ impl Slot {
         let (slot, checked) = (Arc::clone(self), Arc::clone(generation));
         let job: Job = Box::new(move || {
             let started = Instant::now();
-            let (health, detail) = checked.instance.health();
+            let (health, detail) =
+                checked.instance.health().unwrap_or_else(|failure| (HealthStatus::Failing, failure.to_string()));
             let took = started.elapsed();
             slot.health_answered(&checked, checks, health == HealthStatus::Ok, detail, took);
         });

@@ -7,6 +7,7 @@ mod abi;
 mod cli;
 mod guide;
 mod install;
+mod isolation;
 mod plugins;
 mod refusals;
 mod reload;

@@ -23,7 +23,9 @@ pub(crate) fn run_host(
         true => print_json_line(&EventLine::from(event)),
         false => say!("event: {event}"),
     };
-    let host = std::sync::Arc::new(Host::builder(config).observer(print).build().map_err(|e| e.to_string())?);
+    let host = std::sync::Arc::new(
+        Host::builder(config).observer(print).isolator(crate::isolator()).build().map_err(|e| e.to_string())?,
+    );
     let supervisor = berth_runtime::Supervisor::start(&host).map_err(|e| format!("cannot start supervision: {e}"))?;
     let report = host.load_all();
     for failure in report.failures.iter().filter(|f| f.plugin.is_none()) {

@@ -1,0 +1,3 @@
+fn main() {
+    berth_isolate::worker_main()
+}

@@ -14,14 +14,19 @@
 //!   from 1 and 8 threads (CPU time per call, as `threads/*`).
 //! - `caller-deadline/{generic,typed}`: the trivial calls with a caller's deadline (`call_within`): the hop to
 //!   the plugin's thread and back.
+//! - `isolated/*`: the generic call to the plugin in a worker process (`isolation = "process"`): `trivial`
+//!   (`add`), `echo/{1024,65536}`, `threads/{1,8}` (wall time per call with every thread calling: the inverse
+//!   of throughput), and `pipe-floor`, a one-byte round trip through pipes to a child process (`cat`).
 //! - `threads/*/{1,2,8}`: the trivial typed call from 1, 2 and 8 threads at once: `typed` through one shared
 //!   [`berth::Typed`], `typed-local` through a [`berth::LocalTyped`] per thread. The time reported is CPU time per call (wall time x busy cores / calls): equal to the one-thread
 //!   figure when calls do not serialise.
 
 use std::hint::black_box;
+use std::io::{Read, Write};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use berth::config::ProcessSelection;
 use berth::{Host, PluginHandle, Typed};
 use berth_bench_api::MathV1;
 use berth_tests::{BENCH_PLUGIN, Layout, library, library_file};
@@ -245,6 +250,68 @@ fn caller_deadline(c: &mut Criterion, loaded: &Loaded) {
     group.finish();
 }
 
+/// The benchmark plugin in a worker process: the host configuration isolates it (`[isolation] process`).
+fn loaded_isolated() -> Loaded {
+    let layout = Layout::new();
+    layout.add_bench_plugin(BENCH_PLUGIN, "berth-bench-mark-000000");
+    let mut config = layout.config();
+    config.isolation.process = ProcessSelection::Listed([berth::PluginName::new(BENCH_PLUGIN).unwrap()].into());
+    let host = berth_tests::isolating(config);
+    let report = host.load_all();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let plugin = host.plugin(BENCH_PLUGIN).unwrap();
+    assert!(host.plugins()[0].worker.is_some(), "the benchmark plugin runs in a worker");
+    Loaded { _layout: layout, _host: host, plugin }
+}
+
+/// Isolated calls: the generic call to a worker process through shared memory, next to the in-process
+/// figures and a pipe round trip to a child process (`cat`, one byte each way: the transport go-plugin pays).
+fn isolated(c: &mut Criterion) {
+    let loaded = loaded_isolated();
+    let mut group = c.benchmark_group("isolated");
+    let input: Vec<u8> = [40u64, 2].iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert_eq!(loaded.plugin.call("add", &input).unwrap(), 42u64.to_le_bytes());
+    group.bench_function("trivial", |b| b.iter(|| loaded.plugin.call("add", black_box(&input)).unwrap()));
+    for size in [1024usize, 65536] {
+        let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
+        assert_eq!(loaded.plugin.call("echo", &payload).unwrap(), payload);
+        group.bench_with_input(BenchmarkId::new("echo", size), &payload, |b, payload| {
+            b.iter(|| loaded.plugin.call("echo", black_box(payload)).unwrap())
+        });
+    }
+    // Wall time per call with all threads calling: the inverse of throughput.
+    for threads in [1usize, 8] {
+        group.bench_function(BenchmarkId::new("threads", threads), |b| {
+            b.iter_custom(|iters| {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(threads) as u32;
+                on_threads(threads, iters, || {
+                    let plugin = loaded.plugin.clone();
+                    let input = input.clone();
+                    move || {
+                        black_box(plugin.call("add", &input).unwrap());
+                    }
+                }) / cores
+            })
+        });
+    }
+    let mut cat = std::process::Command::new("cat")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cat runs");
+    let (mut to_cat, mut from_cat) = (cat.stdin.take().unwrap(), cat.stdout.take().unwrap());
+    group.bench_function("pipe-floor", |b| {
+        b.iter(|| {
+            let mut byte = [1u8];
+            to_cat.write_all(&byte).unwrap();
+            from_cat.read_exact(&mut byte).unwrap();
+        })
+    });
+    drop(to_cat);
+    let _ = cat.wait();
+    group.finish();
+}
+
 fn calls(c: &mut Criterion) {
     let loaded = loaded();
     trivial(c, &loaded);
@@ -252,6 +319,7 @@ fn calls(c: &mut Criterion) {
     threads(c, &loaded);
     caller_deadline(c, &loaded);
     supervised(c);
+    isolated(c);
 }
 
 fn config() -> Criterion {

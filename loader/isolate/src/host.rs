@@ -519,9 +519,12 @@ impl Shared {
             }));
         }
         let started = Instant::now();
+        let may_spin = process.region.enter();
         slot.send();
         let deadline = self.plugin.call_timeout.map(|timeout| started + timeout);
-        if !slot.wait_answer(deadline, || process.dead.get().is_some()) {
+        let answered = slot.wait_answer(deadline, may_spin, || process.dead.get().is_some());
+        process.region.leave();
+        if !answered {
             if process.dead.get().is_none() {
                 // Past the deadline: the only way to stop a native call is to end its process.
                 let timeout = self.plugin.call_timeout.unwrap_or_default();

@@ -54,6 +54,9 @@ struct Header {
     report_len: AtomicU32,
     /// 1 once the host asks the worker to shut down: the futex the worker's main thread waits on.
     shutdown: AtomicU32,
+    /// The host's calls in flight, and its cores: both sides spin only while a core is left for each spinner.
+    active: AtomicU32,
+    cores: AtomicU32,
 }
 
 #[repr(C)]
@@ -96,6 +99,8 @@ impl Region {
         rustix::fs::ftruncate(&fd, size(slots) as u64)?;
         let region = Region::map(fd, size(slots), slots)?;
         region.header().slots.store(slots, Ordering::Relaxed);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        region.header().cores.store(cores, Ordering::Relaxed);
         region.header().magic.store(MAGIC, Ordering::Release);
         Ok(region)
     }
@@ -184,6 +189,22 @@ impl Region {
         }
     }
 
+    /// A call starts: whether its two sides may spin (a core for each, with the calls already in flight).
+    pub fn enter(&self) -> bool {
+        let active = self.header().active.fetch_add(1, Ordering::Relaxed) + 1;
+        active * 2 <= self.header().cores.load(Ordering::Relaxed)
+    }
+
+    /// A call ends.
+    pub fn leave(&self) {
+        self.header().active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Whether a worker thread may spin for its next request: the host's calls in flight leave it a core.
+    pub fn may_spin(&self) -> bool {
+        self.header().active.load(Ordering::Relaxed).max(1) * 2 <= self.header().cores.load(Ordering::Relaxed)
+    }
+
     /// Asks the worker to shut down.
     pub fn ask_shutdown(&self) {
         self.header().shutdown.store(1, Ordering::Release);
@@ -229,6 +250,26 @@ pub struct Slot<'a> {
 /// How long a side spins for the other before it sleeps.
 const HOST_SPIN: Duration = Duration::from_micros(20);
 const WORKER_SPIN: Duration = Duration::from_micros(50);
+
+/// Spins until `done()` or `budget` has passed: a few hundred busy iterations (the answer of a core that is
+/// running the other side comes within a microsecond), then yielding the core between looks, so that on a
+/// machine with more calling threads than cores the thread that would answer gets to run.
+fn spin(budget: Duration, busy: bool, done: impl Fn() -> bool) -> bool {
+    for _ in 0..if busy { 256 } else { 0 } {
+        if done() {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    let until = Instant::now() + budget;
+    while Instant::now() < until {
+        if done() {
+            return true;
+        }
+        std::thread::yield_now();
+    }
+    done()
+}
 
 impl Slot<'_> {
     /// Writes a message of `parts` (the side that owns the slot): its code, extra number and bytes. `false`
@@ -283,19 +324,10 @@ impl Slot<'_> {
 
     /// The host waits for the answer until `deadline`, or until `dead()` says the worker is gone: whether it
     /// came.
-    pub fn wait_answer(&self, deadline: Option<Instant>, dead: impl Fn() -> bool) -> bool {
+    pub fn wait_answer(&self, deadline: Option<Instant>, may_spin: bool, dead: impl Fn() -> bool) -> bool {
         let state = &self.header.state;
-        let spin_until = Instant::now() + HOST_SPIN;
-        let mut spins = 0u32;
-        loop {
-            if state.load(Ordering::Acquire) == RESPONSE {
-                return true;
-            }
-            spins += 1;
-            if spins % 64 == 0 && Instant::now() > spin_until {
-                break;
-            }
-            std::hint::spin_loop();
+        if spin(HOST_SPIN, may_spin, || state.load(Ordering::Acquire) == RESPONSE) {
+            return true;
         }
         loop {
             self.header.host_waiting.store(1, Ordering::SeqCst);
@@ -325,19 +357,10 @@ impl Slot<'_> {
     }
 
     /// The worker waits for the next request.
-    pub fn wait_request(&self) {
+    pub fn wait_request(&self, may_spin: bool) {
         let state = &self.header.state;
-        let spin_until = Instant::now() + WORKER_SPIN;
-        let mut spins = 0u32;
-        loop {
-            if state.load(Ordering::Acquire) == REQUEST {
-                return;
-            }
-            spins += 1;
-            if spins % 64 == 0 && Instant::now() > spin_until {
-                break;
-            }
-            std::hint::spin_loop();
+        if spin(WORKER_SPIN, may_spin, || state.load(Ordering::Acquire) == REQUEST) {
+            return;
         }
         loop {
             self.header.worker_waiting.store(1, Ordering::SeqCst);

@@ -88,7 +88,7 @@ fn run() -> Result<(), String> {
 fn serve(region: &Region, index: u32, plugin: &LocalPlugin) {
     let slot = region.slot(index);
     loop {
-        slot.wait_request();
+        slot.wait_request(region.may_spin());
         let answer = slot.with_bytes(|code, extra, bytes| handle(plugin, code, extra, bytes));
         let written = match &answer {
             Answer::Ok(bytes) => slot.write(wire::OK, 0, &[bytes]),

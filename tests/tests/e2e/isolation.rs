@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use berth::{CallError, EventKind, Host, PluginState};
-use berth_tests::{Layout, status_of, wait_for, wait_until};
+use berth_tests::{Layout, Reloadable, install_atomically, library_file, status_of, wait_for, wait_until};
 
 const MISBEHAVING: &str = "misbehaving";
 const EVENTS: Duration = Duration::from_secs(20);
@@ -246,4 +246,97 @@ fn sigkill_of_the_host_leaves_no_worker_behind() {
     wait_until("the worker is gone", || {
         fs::read_to_string(format!("/proc/{worker}/stat")).map_or(true, |stat| stat.contains(") Z "))
     });
+}
+
+/// A reload of an isolated plugin starts a new worker, hands the state over from the old one, swaps, and lets
+/// the old worker exit; a `[config]` edit reaches an isolated plugin with `berth.reconfigure/1` in place.
+#[test]
+fn a_reload_hands_state_to_a_new_worker_and_the_old_one_exits() {
+    let layout = Layout::new();
+    let dir = layout.add_reloadable(Reloadable::marked("one"), "isolation = \"process\"");
+    let greeter = layout.add_example("greeter");
+    let manifest = greeter.join("greeter.toml");
+    let original = fs::read_to_string(&manifest).unwrap();
+    fs::write(&manifest, format!("isolation = \"process\"\n{original}")).unwrap();
+    let host = layout.host();
+    assert!(host.load_all().failures.is_empty());
+    let plugin = host.plugin("reloadable").unwrap();
+    for _ in 0..3 {
+        plugin.call_json::<_, u64>("count", &()).unwrap();
+    }
+    let old = status_of(&host, "reloadable").worker.unwrap().pid.unwrap();
+    install_atomically(&dir.join(library_file("reloadable")), &fs::read(Reloadable::marked("two").library()).unwrap());
+    let report = host.load_all();
+    assert_eq!(report.reloaded.len(), 1, "{report:?}");
+    assert_eq!(plugin.call_json::<_, String>("mark", &()).unwrap(), "two");
+    assert_eq!(plugin.call_json::<_, u64>("count", &()).unwrap(), 4, "the count came over from the old worker");
+    let new = status_of(&host, "reloadable").worker.unwrap().pid.unwrap();
+    assert_ne!(new, old);
+    wait_until("the old worker exits", || !Path::new(&format!("/proc/{old}")).exists());
+
+    let greet = || host.plugin("greeter").unwrap().call_json::<_, String>("greet", &serde_json::json!({"name": "ops"}));
+    assert_eq!(greet().unwrap(), "Hello, ops!");
+    let before = status_of(&host, "greeter").worker.unwrap().pid;
+    fs::write(&manifest, format!("isolation = \"process\"\n{}", original.replace("\"Hello\"", "\"Ahoy\""))).unwrap();
+    let report = host.load_all();
+    assert_eq!(report.reconfigured.len(), 1, "{report:?}");
+    assert_eq!(greet().unwrap(), "Ahoy, ops!");
+    assert_eq!(status_of(&host, "greeter").worker.unwrap().pid, before, "reconfigured in place, same worker");
+}
+
+/// Chaos: healthy plugins, one isolated and one in-process, called by 8 threads without pause while an
+/// isolated crasher crashes 100 times and is restarted each time: not one call to the healthy ones fails.
+#[test]
+fn healthy_plugins_serve_every_call_while_a_crasher_crashes_a_hundred_times() {
+    let layout = Layout::new();
+    let crasher = layout.add_misbehaving("ok");
+    edit_manifest(&crasher, "isolation = \"process\"", "");
+    layout.add_example("greeter");
+    layout.add_reloadable(Reloadable::marked("one"), "isolation = \"process\"");
+    let host = std::sync::Arc::new(layout.host());
+    assert!(host.load_all().failures.is_empty());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..8)
+        .map(|n| {
+            let (host, stop) = (std::sync::Arc::clone(&host), std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let (mut calls, mut failed) = (0u64, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let outcome = if n % 2 == 0 {
+                        host.plugin("reloadable").unwrap().call_json::<_, String>("mark", &()).map(|_| ())
+                    } else {
+                        let name = serde_json::json!({"name": "chaos"});
+                        host.plugin("greeter").unwrap().call_json::<_, String>("greet", &name).map(|_| ())
+                    };
+                    calls += 1;
+                    if let Err(error) = outcome {
+                        failed.push(error.to_string());
+                    }
+                }
+                (calls, failed)
+            })
+        })
+        .collect();
+    let plugin = host.plugin(MISBEHAVING).unwrap();
+    for crash in 1..=100u64 {
+        let method = ["abort", "segfault", "exit"][crash as usize % 3];
+        let crashed = plugin.call(method, b"1").unwrap_err();
+        assert!(matches!(crashed, CallError::Crashed { .. }), "{crashed:?}");
+        wait_until("the crasher is restarted", || {
+            status_of(&host, MISBEHAVING).worker.is_some_and(|w| w.restarts == crash && w.pid.is_some())
+        });
+        // An answer resets the restart backoff: a worker that serves between crashes restarts at once, one that
+        // crashes before it answers anything waits twice as long each time.
+        assert_eq!(plugin.call_json::<_, u64>("add", &(crash, 1)).unwrap(), crash + 1);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut calls, mut failed) = (0, Vec::new());
+    for caller in callers {
+        let (n, f) = caller.join().unwrap();
+        calls += n;
+        failed.extend(f);
+    }
+    println!("{calls} calls to the healthy plugins during 100 crashes, {} failed", failed.len());
+    assert!(calls > 1000, "the healthy plugins were called: {calls}");
+    assert!(failed.is_empty(), "{} of {calls} calls failed, first: {}", failed.len(), failed[0]);
 }
